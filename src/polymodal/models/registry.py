@@ -1,0 +1,84 @@
+"""The one registry of named models: where each name's weights come from and what it is.
+
+A name resolves (see embed/resolve.py) through its `source`:
+- "config:ARCH"  builds ARCH from configs/ARCH.json with seeded random weights, on this machine;
+- "hf:ORG/REPO"  reads a Hugging Face repository from the local cache (downloads only when
+  POLYMODAL_ALLOW_DOWNLOAD=1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from polymodal.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    source: str
+    backend: str  # "native" | "transformers"
+    license: str
+    scoring: str  # "softmax" | "sigmoid"
+    dim: int
+    preprocess: str
+    tokenizer: str
+    quality: str  # measured figures, or where the published figure comes from
+    description: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_CLIP_PRE = "shortest side to 224 px (bicubic), centre crop 224, OpenAI CLIP mean/std"
+
+REGISTRY: dict[str, ModelEntry] = {
+    e.name: e
+    for e in [
+        ModelEntry(
+            name="clip-tiny-random", source="config:tiny-test", backend="native", license="Apache-2.0 (polymodal)",
+            scoring="softmax", dim=32, preprocess="shortest side to 30 px (bicubic), centre crop 30",
+            tokenizer="CLIP BPE (49,408 tokens)",
+            quality="none: random weights (seed 0); exercises every code path with no download",
+            description="A tiny CLIP built locally in a second; the default until a pretrained offline model exists.",
+        ),
+        ModelEntry(
+            name="clip-vit-b-32", source="hf:openai/clip-vit-base-patch32", backend="native", license="MIT",
+            scoring="softmax", dim=512, preprocess=_CLIP_PRE, tokenizer="CLIP BPE (49,408 tokens)",
+            quality="ImageNet zero-shot 63.2% top-1 (Radford et al. 2021; not measured here)",
+            description="OpenAI CLIP ViT-B/32: the classic; fastest of the OpenAI ViTs.",
+        ),
+        ModelEntry(
+            name="clip-vit-b-16", source="hf:openai/clip-vit-base-patch16", backend="native", license="MIT",
+            scoring="softmax", dim=512, preprocess=_CLIP_PRE, tokenizer="CLIP BPE (49,408 tokens)",
+            quality="ImageNet zero-shot 68.6% top-1 (Radford et al. 2021; not measured here)",
+            description="OpenAI CLIP ViT-B/16: ~4x the image compute of B/32, more accurate.",
+        ),
+        ModelEntry(
+            name="clip-vit-l-14", source="hf:openai/clip-vit-large-patch14", backend="native", license="MIT",
+            scoring="softmax", dim=768, preprocess=_CLIP_PRE, tokenizer="CLIP BPE (49,408 tokens)",
+            quality="ImageNet zero-shot 75.3% top-1 (Radford et al. 2021; not measured here)",
+            description="OpenAI CLIP ViT-L/14: the strongest OpenAI CLIP at 224 px.",
+        ),
+        ModelEntry(
+            name="siglip-base-16", source="hf:google/siglip-base-patch16-224", backend="transformers",
+            license="Apache-2.0", scoring="sigmoid", dim=768,
+            preprocess="resize to 224x224 (bicubic), mean/std 0.5", tokenizer="SentencePiece (32,000 tokens)",
+            quality="ImageNet zero-shot 76.2% top-1 (Zhai et al. 2023; not measured here)",
+            description="SigLIP B/16: sigmoid-trained dual encoder through the transformers backend.",
+        ),
+    ]
+}
+
+
+def default_model_name() -> str:
+    """The model used when none is given: $POLYMODAL_MODEL, else the offline default."""
+    return os.environ.get("POLYMODAL_MODEL") or "clip-tiny-random"
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ModelNotFoundError(name, list(REGISTRY)) from None
