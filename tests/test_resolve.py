@@ -40,7 +40,7 @@ def test_bad_paths_and_specs(tmp_path):
 def test_wrong_weights_name_the_keys(tmp_path):
     import torch
 
-    torch.save({"visual.conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    torch.save({"visual.conv1.weight": torch.zeros(1), "token_embedding.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="lacks"):
         polymodal.load(str(tmp_path / "bad.pt"))
     from polymodal.embed.resolve import save_embedder
