@@ -17,6 +17,8 @@ from polymodal.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ma
 @pytest.fixture(autouse=True)
 def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # the tiny random model keeps these tests fast; test_lite.py covers the default model
+    monkeypatch.setenv("POLYMODAL_MODEL", "clip-tiny-random")
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ def test_models_list_and_show(capsys):
     assert code == EXIT_OK and {"clip-vit-b-32", "clip-tiny-random", "siglip-base-16"} <= {r["name"] for r in rows}
     assert all(r["quality"] and r["license"] for r in rows)
     code, out, _ = run(capsys, "models", "list")
-    assert "clip-tiny-random (default)" in out
+    assert "clip-tiny-random (default)" in out  # $POLYMODAL_MODEL decides the default
     code, out, _ = run(capsys, "models", "show", "clip-tiny-random", "--json")
     assert json.loads(out)["dim"] == 32
 
@@ -133,6 +135,22 @@ def test_models_convert_then_use(capsys, tmp_path, images):
 def test_demo(capsys):
     code, out, _ = run(capsys, "demo", "--json")
     assert code == EXIT_OK and len(json.loads(out)["predictions"]) == 5
+
+
+def test_eval_commands(capsys, tmp_path, images):
+    for cls in ("red", "blue"):
+        (tmp_path / "classes" / cls).mkdir(parents=True)
+        Image.new("RGB", (32, 32), cls).save(tmp_path / "classes" / cls / "a.png")
+    code, out, _ = run(capsys, "eval", "zeroshot", str(tmp_path / "classes"), "--templates", "simple", "--json")
+    result = json.loads(out)
+    assert code == EXIT_OK and result["images"] == 2 and set(result["per_class"]) == {"red", "blue"}
+    lines = [json.dumps({"image": name, "caption": f"a {name.split('.')[0]} square"}) for name in ("red.png", "blue.jpg")]
+    (tmp_path / "captions.jsonl").write_text("\n".join(lines))
+    code, out, _ = run(capsys, "eval", "retrieval", str(tmp_path / "captions.jsonl"), "--images", "0:2", "--json")
+    result = json.loads(out)
+    assert code == EXIT_OK and result["images"] == 2 and result["text_to_image"]["R@5"] == 1.0
+    code, _, err = run(capsys, "eval", "retrieval", str(tmp_path / "captions.jsonl"), "--images", "a:b")
+    assert code == EXIT_USAGE and "START:STOP" in err
 
 
 def test_console_script_help():

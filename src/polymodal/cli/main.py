@@ -83,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_models_export_onnx)
 
+    evaluate = sub.add_parser("eval", help="measure a model on a benchmark: zeroshot, retrieval").add_subparsers(
+        dest="verb", metavar="VERB")
+    p = evaluate.add_parser("zeroshot", help="zero-shot accuracy on a folder per class (folder names are the labels)")
+    p.add_argument("root", metavar="DIR")
+    p.add_argument("--templates", default=None, metavar="NAME|FILE", help="as for classify (default imagenet80)")
+    p.add_argument("--per-class", type=int, default=None, metavar="N", help="use the first N images of each class")
+    _add_model(p)
+    _add_json(p)
+    p.set_defaults(func=cmd_eval_zeroshot)
+    p = evaluate.add_parser("retrieval", help="text-to-image and image-to-text recall@K on a captions.jsonl")
+    p.add_argument("captions", metavar="CAPTIONS.jsonl", help='lines of {"image": path relative to the file, "caption": text}')
+    p.add_argument("--images", default=None, metavar="START:STOP",
+                   help="a slice of the unique images in file order, e.g. 600:800 for a held-out split")
+    _add_model(p)
+    _add_json(p)
+    p.set_defaults(func=cmd_eval_retrieval)
+
     p = sub.add_parser("demo", help="the main job on built-in sample images, with no download")
     p.add_argument("--out", metavar="DIR", default=None, help="keep the generated sample images here")
     _add_model(p)
@@ -234,6 +251,48 @@ def cmd_models_export_onnx(args) -> int:
     out = export_onnx(model, args.out)
     info = {**model.describe(), "out": str(out)}
     print(json.dumps(info, indent=2) if args.json else f"exported {model.name} to {out}; load it with --model {out}")
+    return EXIT_OK
+
+
+def _print_result(args, result: dict) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        if isinstance(value, dict):
+            print(f"{key}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()))
+        else:
+            print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def cmd_eval_zeroshot(args) -> int:
+    from polymodal.eval.zeroshot import evaluate_zeroshot
+
+    model = _load(args)
+    result = evaluate_zeroshot(model, args.root, templates=args.templates, per_class=args.per_class,
+                               progress=_show_progress(args))
+    _print_result(args, {"model": model.name, **result})
+    return EXIT_PARTIAL if result["skipped"] else EXIT_OK
+
+
+def _parse_slice(text: str | None) -> slice | None:
+    from polymodal.errors import InvalidInputError
+
+    if text is None:
+        return None
+    try:
+        start, stop = (int(x) if x else None for x in text.split(":"))
+    except ValueError:
+        raise InvalidInputError(f"--images {text!r} is not START:STOP (e.g. 600:800)") from None
+    return slice(start, stop)
+
+
+def cmd_eval_retrieval(args) -> int:
+    from polymodal.eval.retrieval import evaluate_retrieval, read_captions
+
+    data = read_captions(args.captions, _parse_slice(args.images))
+    model = _load(args)
+    _print_result(args, {"model": model.name, **evaluate_retrieval(model, data)})
     return EXIT_OK
 
 

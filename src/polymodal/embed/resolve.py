@@ -35,6 +35,10 @@ def load_embedder(spec: str | os.PathLike | None = None, *, precision: str = "fp
     if "/" in spec or spec.startswith("."):
         raise ModelNotAvailableError(f"model path {spec!r} does not exist; check the path, or use hf:{spec} for a Hugging Face repository")
     entry = get_entry(spec)
+    if entry.source == "builtin:lite":
+        from polymodal.embed.lite import LiteEmbedder
+
+        return LiteEmbedder()
     if entry.source.startswith("config:"):
         return build_random(entry.source.removeprefix("config:"), name=entry.name, seed=seed, precision=precision)
     return load_path(hf_snapshot(entry.source.removeprefix("hf:")), precision=precision, name=entry.name)

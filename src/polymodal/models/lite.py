@@ -1,0 +1,112 @@
+"""`lite`: a zero-shot dual encoder from pretrained parts that install without a model hub.
+
+Image tower: EfficientNet-Lite0 (ImageNet-1k classifier). Text tower: all-MiniLM-L6-v2. The image
+side is brought into MiniLM's sentence space in two layers:
+
+1. ConSE (Norouzi et al. 2014): an image embeds as the probability-weighted mean of the text
+   embeddings of its top-T ImageNet classes, e_conse = sum_t p_t * c_t / sum_t p_t. Each class
+   text is "lemmas: WordNet definition", which places "tabby" near "cat" in sentence space.
+   For small images (a side under LOW_RES_SIDE pixels) the class probabilities are first divided
+   by the classifier's average output on upscaled thumbnails of ordinary photos: upscaling blurs,
+   and blurred images pull the classifier towards a few texture classes (fox squirrel, platypus).
+2. A learned head (LiT-style, both towers locked): a linear map from the 1280-d pooled image
+   features into the 384-d text space, trained with the CLIP loss on image-caption pairs
+   (scripts/train_lite.py). The embedding is normalise(e_conse + mix * normalise(head(f))).
+
+Everything that was computed offline (class texts' embeddings, the low-resolution prior, the
+head) is in one small safetensors file shipped in the package (weights/lite.safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polymodal.models.efficientnet_lite import FEATURE_DIM, EfficientNetLite0, load_pretrained
+from polymodal.models.minilm import DIM as TEXT_DIM
+
+WEIGHTS = Path(__file__).with_name("weights") / "lite.safetensors"
+CLASSES = Path(__file__).with_name("data") / "imagenet1k_classes.tsv"
+LOW_RES_SIDE = 64  # images whose shorter side is below this many pixels get the low-res prior
+
+
+@dataclass
+class LiteConfig:
+    image_size: int = 224  # EfficientNet-Lite0's training resolution
+    top_t: int = 20  # ConSE's T: classes mixed per image
+    mix: float = 0.0  # weight of the learned head's embedding (0: ConSE alone)
+    low_res_prior: bool = True  # divide by the upscaled-thumbnail prior for small images
+    logit_scale: float = 50.0  # softmax temperature over cosine similarities (see embed/lite.py)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def imagenet_classes() -> list[tuple[str, str, str]]:
+    """(synset, lemmas, definition) for the 1000 ImageNet-1k classes, in the classifier's order."""
+    rows = []
+    for line in CLASSES.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            synset, lemmas, definition = line.split("\t")
+            rows.append((synset, lemmas, definition))
+    return rows
+
+
+def class_texts() -> list[str]:
+    return [f"{lemmas}: {definition}" for _, lemmas, definition in imagenet_classes()]
+
+
+class LiteImageTower(nn.Module):
+    """Pixels -> 384-d unit vectors in MiniLM's space."""
+
+    def __init__(self, backbone: EfficientNetLite0, class_embeddings: torch.Tensor, low_res_log_prior: torch.Tensor,
+                 head: nn.Linear | None, config: LiteConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.register_buffer("class_embeddings", class_embeddings.float())  # (1000, 384) unit rows
+        self.register_buffer("low_res_log_prior", low_res_log_prior.float())  # (1000,)
+        self.head = head
+
+    def conse(self, logits: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        """(B, 1000) logits, (B,) bool -> (B, 384) unit ConSE embeddings."""
+        if self.config.low_res_prior:
+            logits = logits - low_res[:, None].to(logits.dtype) * self.low_res_log_prior
+        p = logits.float().softmax(dim=-1)
+        weights, idx = p.topk(self.config.top_t, dim=-1)  # (B, T)
+        mixed = torch.einsum("bt,btd->bd", weights, self.class_embeddings[idx])
+        return F.normalize(mixed, dim=-1)
+
+    def forward(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        features, logits = self.backbone(pixels)
+        e = self.conse(logits, low_res)
+        if self.head is not None and self.config.mix > 0:
+            e = e + self.config.mix * F.normalize(self.head(features.float()), dim=-1)
+        return F.normalize(e, dim=-1)
+
+
+def load_image_tower(weights: Path = WEIGHTS) -> LiteImageTower:
+    """The pretrained backbone plus the shipped alignment file."""
+    from safetensors import safe_open
+
+    from polymodal.errors import ModelNotAvailableError
+
+    if not weights.is_file():
+        raise ModelNotAvailableError(
+            f"{weights} is missing: build it with `python scripts/train_lite.py` (it ships with the package)"
+        )
+    with safe_open(str(weights), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = LiteConfig(**json.loads(meta.get("config", "{}")))
+    head = None
+    if "head.weight" in tensors:
+        head = nn.Linear(FEATURE_DIM, TEXT_DIM)
+        head.load_state_dict({"weight": tensors["head.weight"].float(), "bias": tensors["head.bias"].float()})
+    return LiteImageTower(load_pretrained(), tensors["class_embeddings"], tensors["low_res_log_prior"], head,
+                          config).eval()
