@@ -119,44 +119,52 @@ def main(argv=None) -> int:
     val = read_captions(args.data / "flickr8k-subset/captions.jsonl", FLICKR_VAL)
     train_images = [load_image(p) for t in train for p in t.images]
     print(f"2/4 low-resolution prior over {len(train_images)} thumbnails", flush=True)
-    _, thumb_logits = image_outputs(backbone, transform, thumbnails(train_images))
+    thumb_feats, thumb_logits = image_outputs(backbone, transform, thumbnails(train_images))
     low_res_log_prior = thumb_logits.softmax(-1).mean(0).log()
 
-    print("3/4 image features and caption embeddings", flush=True)
+    print("3/4 image features, caption embeddings, head", flush=True)
     feats, _ = image_outputs(backbone, transform, train_images)
     captions, pair_image, offset = [], [], 0
     for t in train:
         captions += t.captions
         pair_image += [offset + i for i in t.caption_image]
         offset += len(t.images)
+    # Each caption is paired with its photo and with the photo's thumbnail, so the head also
+    # learns to map the blurred features of small images.
     text_targets = embed_texts(encoder, captions)
-    head = fold_normalisation(train_head(feats, text_targets, torch.tensor(pair_image), args.seed))
+    pairs = torch.tensor(pair_image + [len(train_images) + i for i in pair_image])
+    head = fold_normalisation(train_head(torch.cat([feats, thumb_feats]), torch.cat([text_targets, text_targets]),
+                                         pairs, args.seed))
 
-    print("4/4 choosing the head's weight on the validation split", flush=True)
+    print("4/4 choosing the head's weights on the validation split (photos, then thumbnails)", flush=True)
     val_images = [load_image(p) for p in val.images]
-    val_feats, val_logits = image_outputs(backbone, transform, val_images)
     val_text = embed_texts(encoder, val.captions).numpy()
     config = LiteConfig()
     tower = LiteImageTower(backbone, class_emb, low_res_log_prior, head, config).eval()
-    results = {}
-    with torch.inference_mode():
-        conse = tower.conse(val_logits, torch.zeros(len(val_images), dtype=torch.bool))
-        projected = F.normalize(head(val_feats), dim=-1)
-    for mix in MIXES:
-        vectors = F.normalize(conse + mix * projected, dim=-1).numpy()
-        results[mix] = recall_at_k(val_text @ vectors.T, [{i} for i in val.caption_image])
-        print(f"  mix {mix:<4} validation text-to-image {results[mix]}")
-    config.mix = max(MIXES, key=lambda m: (results[m]["R@5"], results[m]["R@1"]))
+    chosen = {}
+    for low_res, images in ((False, val_images), (True, thumbnails(val_images))):
+        val_feats, val_logits = image_outputs(backbone, transform, images)
+        with torch.inference_mode():
+            conse = tower.conse(val_logits, torch.full((len(images),), low_res))
+            projected = F.normalize(head(val_feats), dim=-1)
+        results = {}
+        for mix in MIXES:
+            vectors = F.normalize(conse + mix * projected, dim=-1).numpy()
+            results[mix] = recall_at_k(val_text @ vectors.T, [{i} for i in val.caption_image])
+            print(f"  {'thumbnails' if low_res else 'photos':<10} mix {mix:<4} text-to-image {results[mix]}")
+        best = max(MIXES, key=lambda m: (results[m]["R@5"], results[m]["R@1"]))
+        chosen["thumbnails" if low_res else "photos"] = {"mix": best, **results[best]}
+        setattr(config, "mix_low_res" if low_res else "mix", best)
 
     from safetensors.torch import save_file
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"class_embeddings": class_emb.half(), "low_res_log_prior": low_res_log_prior.float(),
                "head.weight": head.weight.detach().half(), "head.bias": head.bias.detach().float()}
-    meta = {"config": config.to_json(), "seed": str(args.seed), "validation": json.dumps(results[config.mix]),
+    meta = {"config": config.to_json(), "seed": str(args.seed), "validation": json.dumps(chosen),
             "train": f"flickr8k-subset images {FLICKR_TRAIN.start}-{FLICKR_TRAIN.stop - 1} + coco-mini (all 80)"}
     save_file(tensors, str(args.out), metadata=meta)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), mix {config.mix}, in {time.time() - start:.0f} s")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), {config.to_json()}, in {time.time() - start:.0f} s")
     return 0
 
 

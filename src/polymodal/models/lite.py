@@ -11,7 +11,9 @@ side is brought into MiniLM's sentence space in two layers:
    and blurred images pull the classifier towards a few texture classes (fox squirrel, platypus).
 2. A learned head (LiT-style, both towers locked): a linear map from the 1280-d pooled image
    features into the 384-d text space, trained with the CLIP loss on image-caption pairs
-   (scripts/train_lite.py). The embedding is normalise(e_conse + mix * normalise(head(f))).
+   (scripts/train_lite.py) on full-size photos and on their thumbnails. The embedding is
+   normalise(e_conse + mix * normalise(head(f))), with `mix` chosen on validation photos and a
+   separate `mix_low_res` chosen on their thumbnails.
 
 Everything that was computed offline (class texts' embeddings, the low-resolution prior, the
 head) is in one small safetensors file shipped in the package (weights/lite.safetensors).
@@ -40,6 +42,7 @@ class LiteConfig:
     image_size: int = 224  # EfficientNet-Lite0's training resolution
     top_t: int = 20  # ConSE's T: classes mixed per image
     mix: float = 0.0  # weight of the learned head's embedding (0: ConSE alone)
+    mix_low_res: float = 0.0  # the same for small images, chosen separately on thumbnails
     low_res_prior: bool = True  # divide by the upscaled-thumbnail prior for small images
     logit_scale: float = 50.0  # softmax temperature over cosine similarities (see embed/lite.py)
 
@@ -85,8 +88,9 @@ class LiteImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
         features, logits = self.backbone(pixels)
         e = self.conse(logits, low_res)
-        if self.head is not None and self.config.mix > 0:
-            e = e + self.config.mix * F.normalize(self.head(features.float()), dim=-1)
+        if self.head is not None:
+            mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
+            e = e + mix[:, None] * F.normalize(self.head(features.float()), dim=-1)
         return F.normalize(e, dim=-1)
 
 
