@@ -156,3 +156,12 @@ def test_eval_commands(capsys, tmp_path, images):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "polymodal", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "classify" in out.stdout and "models" in out.stdout
+
+
+def test_cli_reference_is_current():
+    from pathlib import Path
+
+    from polymodal.cli.reference import render
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert docs.read_text() == render(), "docs/cli.md is stale: python -m polymodal.cli.reference > docs/cli.md"
