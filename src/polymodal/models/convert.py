@@ -22,6 +22,17 @@ import torch
 from polymodal.errors import CheckpointError
 from polymodal.models.clip import ClipConfig, PreprocessConfig, TextConfig, VisionConfig
 
+def _rename_flat(key: str, table: dict[str, str], layout: str) -> str:
+    """A key outside the transformer blocks: renamed whole, or by its module with the same
+    parameter suffix (`...ln_pre.weight` -> `visual.ln_pre.weight`)."""
+    if key in table:
+        return table[key]
+    base, _, kind = key.rpartition(".")
+    if base in table:
+        return f"{table[base]}.{kind}"
+    raise CheckpointError(f"unexpected {layout} key {key!r}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Hugging Face CLIPModel
 
@@ -111,13 +122,7 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
                 raise CheckpointError(f"unexpected Hugging Face CLIP key {key!r}")
             out[f"{prefix}.{_HF_BLOCK[name]}.{kind}"] = value
             continue
-        base, _, kind = key.rpartition(".")
-        if key in _HF_FLAT:
-            out[_HF_FLAT[key]] = value
-        elif base in _HF_FLAT:
-            out[f"{_HF_FLAT[base]}.{kind}"] = value
-        else:
-            raise CheckpointError(f"unexpected Hugging Face CLIP key {key!r}")
+        out[_rename_flat(key, _HF_FLAT, "Hugging Face CLIP")] = value
     for key, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise CheckpointError(f"incomplete q/k/v projections for {key}")
@@ -179,13 +184,7 @@ def from_openclip_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.
                 )
             out[f"{'visual' if visual else 'textual'}.blocks.{i}.{_OC_BLOCK[name]}.{kind}"] = value
             continue
-        base, _, kind = key.rpartition(".")
-        if key in _OC_FLAT:
-            out[_OC_FLAT[key]] = value
-        elif base in _OC_FLAT:
-            out[f"{_OC_FLAT[base]}.{kind}"] = value
-        else:
-            raise CheckpointError(f"unsupported open_clip/OpenAI key {key!r}")
+        out[_rename_flat(key, _OC_FLAT, "open_clip/OpenAI")] = value
     return out
 
 
