@@ -6,17 +6,29 @@ side is brought into MiniLM's sentence space in two layers:
 1. ConSE (Norouzi et al. 2014): an image embeds as the probability-weighted mean of the text
    embeddings of its top-T ImageNet classes, e_conse = sum_t p_t * c_t / sum_t p_t. Each class
    text is "lemmas: WordNet definition", which places "tabby" near "cat" in sentence space.
-   For small images (a side under LOW_RES_SIDE pixels) the class probabilities are first divided
-   by the classifier's average output on upscaled thumbnails of ordinary photos: upscaling blurs,
-   and blurred images pull the classifier towards a few texture classes (fox squirrel, platypus).
+   Small images (a side under LOW_RES_SIDE pixels) are upscaled and therefore blurred, which
+   pulls ImageNet's classifier towards a few texture classes (fox squirrel, platypus). They take
+   a path of their own:
+   - a low-resolution classifier: the final layer of the ImageNet classifier distilled (on the
+     training photos and random crops of them, scripts/train_lite.py) so that on a 32x32
+     thumbnail's features it predicts the class distribution the original classifier gives the
+     full-resolution photo. Only the weight moves (W + delta, bias frozen, L2 on delta), so it
+     learns "what blur does to the features", not the class frequencies of the training photos;
+   - a taxonomic prior: the class probabilities are divided by n_c, the number of ImageNet
+     classes whose text is close to class c's (cosine > 0.5, about the top 1% of pairs). ImageNet
+     has 120 dog breeds and a handful of cats; on a blurry furry animal the many breeds together
+     outvote the cat. Dividing by n_c makes basic-level concepts, not leaf classes, equally likely
+     a priori (the Bayes prior-shift correction from the classifier's uniform leaf prior);
+   - horizontal-flip averaging of the final embedding (the classifier was trained with flips).
 2. A learned head (LiT-style, both towers locked): a linear map from the 1280-d pooled image
    features into the 384-d text space, trained with the CLIP loss on image-caption pairs
    (scripts/train_lite.py) on full-size photos and on their thumbnails. The embedding is
    normalise(e_conse + mix * normalise(head(f))), with `mix` chosen on validation photos and a
    separate `mix_low_res` chosen on their thumbnails.
 
-Everything that was computed offline (class texts' embeddings, the low-resolution prior, the
-head) is in one small safetensors file shipped in the package (weights/lite.safetensors).
+Everything that was computed offline (class texts' embeddings, the taxonomic prior, the distilled
+low-resolution classifier as an fp16 change to the classifier's weight, the head) is in one small
+safetensors file shipped in the package (weights/lite.safetensors, about 4.3 MB).
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ class LiteConfig:
     top_t: int = 20  # ConSE's T: classes mixed per image
     mix: float = 0.0  # weight of the learned head's embedding (0: ConSE alone)
     mix_low_res: float = 0.0  # the same for small images, chosen separately on thumbnails
-    low_res_prior: bool = True  # divide by the upscaled-thumbnail prior for small images
+    low_res_prior: bool = True  # divide by the taxonomic prior n_c for small images
+    low_res_flip: bool = True  # average small images' embeddings with their mirror image's
     logit_scale: float = 50.0  # softmax temperature over cosine similarities (see embed/lite.py)
 
     def to_json(self) -> str:
@@ -68,13 +81,14 @@ class LiteImageTower(nn.Module):
     """Pixels -> 384-d unit vectors in MiniLM's space."""
 
     def __init__(self, backbone: EfficientNetLite0, class_embeddings: torch.Tensor, low_res_log_prior: torch.Tensor,
-                 head: nn.Linear | None, config: LiteConfig):
+                 head: nn.Linear | None, config: LiteConfig, low_res_fc: nn.Linear | None = None):
         super().__init__()
         self.backbone = backbone
         self.config = config
         self.register_buffer("class_embeddings", class_embeddings.float())  # (1000, 384) unit rows
-        self.register_buffer("low_res_log_prior", low_res_log_prior.float())  # (1000,)
+        self.register_buffer("low_res_log_prior", low_res_log_prior.float())  # (1000,) log n_c
         self.head = head
+        self.low_res_fc = low_res_fc  # 1280 -> 1000, the distilled classifier for small images
 
     def conse(self, logits: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
         """(B, 1000) logits, (B,) bool -> (B, 384) unit ConSE embeddings."""
@@ -85,13 +99,25 @@ class LiteImageTower(nn.Module):
         mixed = torch.einsum("bt,btd->bd", weights, self.class_embeddings[idx])
         return F.normalize(mixed, dim=-1)
 
-    def forward(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
-        features, logits = self.backbone(pixels)
+    def embed(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels, (B,) bool -> (B, 384) unit vectors, one view each."""
+        features, logits = self.backbone(pixels)  # (B, 1280), (B, 1000)
+        if self.low_res_fc is not None and bool(low_res.any()):
+            logits = torch.where(low_res[:, None], self.low_res_fc(features), logits)
         e = self.conse(logits, low_res)
         if self.head is not None:
             mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
             e = e + mix[:, None] * F.normalize(self.head(features.float()), dim=-1)
         return F.normalize(e, dim=-1)
+
+    def forward(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        e = self.embed(pixels, low_res)
+        if self.config.low_res_flip and bool(low_res.any()):
+            # small images only: mean of the image's and its mirror image's embeddings
+            rows = low_res.nonzero().squeeze(1)
+            mirrored = self.embed(pixels[rows].flip(-1), low_res[rows])
+            e = e.index_put((rows,), F.normalize(e[rows] + mirrored, dim=-1))
+        return e
 
 
 def load_image_tower(weights: Path = WEIGHTS) -> LiteImageTower:
@@ -112,5 +138,11 @@ def load_image_tower(weights: Path = WEIGHTS) -> LiteImageTower:
     if "head.weight" in tensors:
         head = nn.Linear(FEATURE_DIM, TEXT_DIM)
         head.load_state_dict({"weight": tensors["head.weight"].float(), "bias": tensors["head.bias"].float()})
-    return LiteImageTower(load_pretrained(), tensors["class_embeddings"], tensors["low_res_log_prior"], head,
-                          config).eval()
+    backbone = load_pretrained()
+    low_res_fc = None
+    if "low_res_fc.delta" in tensors:  # stored as the change to the classifier's weight (fp16)
+        low_res_fc = nn.Linear(FEATURE_DIM, backbone._fc.out_features)
+        low_res_fc.load_state_dict({"weight": backbone._fc.weight.detach() + tensors["low_res_fc.delta"].float(),
+                                    "bias": backbone._fc.bias.detach().clone()})
+    return LiteImageTower(backbone, tensors["class_embeddings"], tensors["low_res_log_prior"], head, config,
+                          low_res_fc).eval()
