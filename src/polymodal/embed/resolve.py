@@ -38,7 +38,7 @@ def load_embedder(spec: str | os.PathLike | None = None, *, precision: str = "fp
     if entry.source == "builtin:lite":
         from polymodal.embed.lite import LiteEmbedder
 
-        return LiteEmbedder()
+        return LiteEmbedder(precision=precision)
     if entry.source.startswith("config:"):
         return build_random(entry.source.removeprefix("config:"), name=entry.name, seed=seed, precision=precision)
     return load_path(hf_snapshot(entry.source.removeprefix("hf:")), precision=precision, name=entry.name)

@@ -99,23 +99,31 @@ class LiteImageTower(nn.Module):
         mixed = torch.einsum("bt,btd->bd", weights, self.class_embeddings[idx])
         return F.normalize(mixed, dim=-1)
 
-    def embed(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised pixels, (B,) bool -> (B, 384) unit vectors, one view each."""
-        features, logits = self.backbone(pixels)  # (B, 1280), (B, 1000)
-        if self.low_res_fc is not None and bool(low_res.any()):
-            logits = torch.where(low_res[:, None], self.low_res_fc(features), logits)
-        e = self.conse(logits, low_res)
-        if self.head is not None:
-            mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
-            e = e + mix[:, None] * F.normalize(self.head(features.float()), dim=-1)
-        return F.normalize(e, dim=-1)
+    def from_features(self, features: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        """(B, 1280) pooled features, (B,) bool -> (B, 384) unit vectors, one view each.
 
-    def forward(self, pixels: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
-        e = self.embed(pixels, low_res)
+        Runs in fp32 even under bf16 autocast: the top-T class selection is discrete, and bf16
+        logits would reorder near-ties."""
+        with torch.autocast("cpu", enabled=False):
+            features = features.float()
+            logits = self.backbone._fc(features)  # (B, 1000)
+            if self.low_res_fc is not None and bool(low_res.any()):
+                logits = torch.where(low_res[:, None], self.low_res_fc(features), logits)
+            e = self.conse(logits, low_res)
+            if self.head is not None:
+                mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
+                e = e + mix[:, None] * F.normalize(self.head(features), dim=-1)
+            return F.normalize(e, dim=-1)
+
+    def forward(self, pixels: torch.Tensor, low_res: torch.Tensor, features_fn=None) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels, (B,) bool -> (B, 384). `features_fn` computes the
+        backbone's pooled features (default: the PyTorch backbone; embed/lite.py passes ONNX Runtime)."""
+        features_fn = features_fn or self.backbone.forward_features
+        e = self.from_features(features_fn(pixels), low_res)
         if self.config.low_res_flip and bool(low_res.any()):
             # small images only: mean of the image's and its mirror image's embeddings
             rows = low_res.nonzero().squeeze(1)
-            mirrored = self.embed(pixels[rows].flip(-1), low_res[rows])
+            mirrored = self.from_features(features_fn(pixels[rows].flip(-1)), low_res[rows])
             e = e.index_put((rows,), F.normalize(e[rows] + mirrored, dim=-1))
         return e
 

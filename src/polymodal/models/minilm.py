@@ -41,12 +41,14 @@ class MiniLMEncoder:
 
     @torch.inference_mode()
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt",
+        # padding to a multiple of 16 bounds the distinct shapes, so oneDNN reuses its kernels
+        batch = self.tokenizer(texts, padding=True, pad_to_multiple_of=16, truncation=True, max_length=MAX_TOKENS,
+                               return_tensors="pt",
                                return_overflowing_tokens=False, return_length=False)
         states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)  # (B, T, 1)
         mean = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
-        vectors = torch.nn.functional.normalize(mean, dim=-1).numpy()
+        vectors = torch.nn.functional.normalize(mean.float(), dim=-1).numpy()
         full = batch["attention_mask"].sum(1) >= MAX_TOKENS
         truncated = [i for i in np.flatnonzero(full.numpy()) if len(self.tokenizer(texts[i])["input_ids"]) > MAX_TOKENS]
         return vectors, truncated
