@@ -33,7 +33,8 @@ class ModelEntry:
 
 
 # Measured with the commands in docs/models/lite.md; CIFAR-10 was never used for fitting.
-LITE_QUALITY = "see docs/models/lite.md"
+LITE_QUALITY = ("CIFAR-10 zero-shot 52.5% (2000 dev images); Flickr held-out text-to-image R@1 20.0%, "
+                "R@5 47.0%, R@10 58.5% (200 images); docs/models/lite.md")
 
 _CLIP_PRE = "shortest side to 224 px (bicubic), centre crop 224, OpenAI CLIP mean/std"
 
