@@ -86,3 +86,11 @@ def test_held_out_flickr_retrieval_beats_chance(lite):
     data = read_captions(shared_data("flickr8k-subset/captions.jsonl"), slice(700, 750))
     result = evaluate_retrieval(lite, data)
     assert result["text_to_image"]["R@5"] > 0.4, result
+
+
+def test_demo_samples_are_recognised(lite):
+    """The main job's built-in drawings: each is an ImageNet object, and lite must name each."""
+    from polymodal.media.samples import SAMPLE_LABELS, draw_samples
+
+    result = polymodal.classify(lite, list(draw_samples().values()), SAMPLE_LABELS, templates="simple")
+    assert [p.labels[0]["label"] for p in result.predictions] == SAMPLE_LABELS
