@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,20 +24,10 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from embed_throughput import machine  # noqa: E402  (one description of the machine for every benchmark)
+
 DATA = REPO.parent / "shared" / "data"
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
 
 
 def rate(count: int, fn) -> tuple[float, object]:
@@ -93,12 +81,14 @@ def main(argv=None) -> int:
     rows.append({"what": "texts: flickr captions", "n": len(captions), "baseline_per_s": base_rate,
                  "polymodal_per_s": ours_rate, "ratio": ours_rate / base_rate,
                  "min_cosine_to_baseline": float((base * ours).sum(axis=1).min())})
-    report = {"machine": machine(), "rows": rows}
+    report = {"machine": {**machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+              "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     m = report["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)")
+    print(f"machine: {m['cpu']}, {m['usable_cpus']} cores, bf16 units {m['bf16_units']}, torch {m['torch']} "
+          f"({m['torch_threads']} threads)")
     print(f"{'what':<42} {'n':>5} {'baseline/s':>11} {'polymodal/s':>12} {'ratio':>6} {'min cos':>8}")
     for r in rows:
         print(f"{r['what']:<42} {r['n']:>5} {r['baseline_per_s']:>11.1f} {r['polymodal_per_s']:>12.1f} "
