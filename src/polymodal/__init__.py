@@ -7,13 +7,15 @@
     >>> model.encode_texts(["a photo of a cat"]).shape
     (1, 32)
     >>> polymodal.classify(model, ["cat.jpg"], labels=["cat", "dog"])
+    >>> photos = polymodal.open_collection("photos", create=True)
+    >>> photos.add(["~/Pictures"]); photos.search("a dog jumping into a lake", k=5)
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "classify", "__version__"]
+__all__ = ["load", "classify", "open_collection", "Filter", "__version__"]
 
 
 def __getattr__(name: str):
@@ -26,4 +28,12 @@ def __getattr__(name: str):
         from polymodal.tasks.zeroshot import classify
 
         return classify
+    if name == "open_collection":
+        from polymodal.collections import open_collection
+
+        return open_collection
+    if name == "Filter":
+        from polymodal.store.filters import Filter
+
+        return Filter
     raise AttributeError(f"module 'polymodal' has no attribute {name!r}")

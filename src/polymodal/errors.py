@@ -74,3 +74,26 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise BackendUnavailableError(module.split(".")[0], extra, purpose) from exc
+
+
+class CollectionNotFoundError(PolymodalError, LookupError):
+    """A collection name that the database does not hold."""
+
+    def __init__(self, name: str, known: list[str], db: str):
+        self.name = name
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        have = f"it holds: {', '.join(sorted(known))}" if known else "it holds none yet"
+        super().__init__(
+            f"no collection {name!r} in {db} ({have}).{hint} Create one with `polymodal index PATH --collection {name}`."
+        )
+
+
+class ModelMismatchError(PolymodalError, ValueError):
+    """Vectors (or a query) from a model other than the one that filled a collection."""
+
+    exit_code = 2
+
+
+class CollectionBusyError(PolymodalError, RuntimeError):
+    """Another process is writing to the collection right now."""

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     _add_json(p)
     p.set_defaults(func=cmd_demo)
+
+    from polymodal.cli import collections
+
+    collections.register(sub, _add_model, _add_json)
     return parser
 
 

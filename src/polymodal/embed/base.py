@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -49,9 +49,16 @@ class Embeddings:
     truncated: list[int] = field(default_factory=list)  # input indices of texts cut to the context
 
 
-def _batches(seq: Sequence, size: int) -> Iterable[list[tuple[int, Any]]]:
-    for start in range(0, len(seq), size):
-        yield [(start + j, seq[start + j]) for j in range(min(size, len(seq) - start))]
+def _batches(items: Iterable, size: int) -> Iterator[list[tuple[int, Any]]]:
+    """(index, item) pairs in lists of `size`, pulling from `items` only as batches are taken."""
+    batch: list[tuple[int, Any]] = []
+    for index, item in enumerate(items):
+        batch.append((index, item))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -108,17 +115,17 @@ class Embedder(ABC):
                 failures.append(Failure(index, exc.source, exc.reason, str(exc)))
         return kept, prepared, failures
 
-    def embed_images(self, items: Sequence, *, batch_size: int | None = None, progress: bool = False,
-                     strict: bool = False) -> Embeddings:
-        """Embed images given as paths, bytes, PIL images or arrays (see polymodal.media)."""
-        items = list(items) if not isinstance(items, (list, tuple)) else items
+    def iter_image_batches(self, items: Iterable, *, batch_size: int | None = None,
+                           strict: bool = False) -> Iterator[Embeddings]:
+        """Embed a stream of images batch by batch: one `Embeddings` per batch, with `kept` and
+        failure indices counted from the start of the stream. `items` is consumed lazily (a few
+        batches ahead of the model, decoding in worker threads), so memory stays bounded however
+        long the stream is."""
         batch_size = batch_size or self.image_batch_size
-        vectors, kept, failures = [], [], []
-        bar = _progress(progress, len(items), "images")
         workers = max(1, min(4, os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: deque = deque()
-            batches = iter(_batches(items, batch_size))
+            batches = _batches(items, batch_size)
             for batch in batches:  # keep `workers` batches decoding ahead of the model
                 pending.append(pool.submit(self._prepare_batch, batch, strict))
                 if len(pending) >= workers:
@@ -128,12 +135,21 @@ class Embedder(ABC):
                 nxt = next(batches, None)
                 if nxt is not None:
                     pending.append(pool.submit(self._prepare_batch, nxt, strict))
-                if prepared:
-                    vectors.append(_unit(self._encode_image_batch(prepared)))
-                kept += batch_kept
-                failures += batch_failures
-                if bar:
-                    bar.update(len(batch_kept) + len(batch_failures))
+                vectors = _unit(self._encode_image_batch(prepared)) if prepared else np.zeros((0, self.dim), np.float32)
+                yield Embeddings(vectors, batch_kept, batch_failures)
+
+    def embed_images(self, items: Sequence, *, batch_size: int | None = None, progress: bool = False,
+                     strict: bool = False) -> Embeddings:
+        """Embed images given as paths, bytes, PIL images or arrays (see polymodal.media)."""
+        items = list(items) if not isinstance(items, (list, tuple)) else items
+        vectors, kept, failures = [], [], []
+        bar = _progress(progress, len(items), "images")
+        for part in self.iter_image_batches(items, batch_size=batch_size, strict=strict):
+            vectors.append(part.vectors)
+            kept += part.kept
+            failures += part.failures
+            if bar:
+                bar.update(len(part.kept) + len(part.failures))
         if bar:
             bar.close()
         out = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)

@@ -4,6 +4,6 @@
 loaded RGB PIL image, refusing bad input with `polymodal.errors.MediaError`.
 """
 
-from polymodal.media.image import DEFAULT_MAX_PIXELS, describe_source, load_image
+from polymodal.media.image import DEFAULT_MAX_PIXELS, describe_source, load_image, probe_image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "describe_source", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "describe_source", "load_image", "probe_image"]

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from polymodal.errors import InvalidInputError, MediaError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "describe_source", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "describe_source", "load_image", "probe_image"]
 
 #: Images with more pixels than this are refused before decoding (a 10000 x 10000 photo fits).
 DEFAULT_MAX_PIXELS: int = 100_000_000
@@ -134,6 +134,27 @@ def load_image(item, *, max_pixels: int | None = None, draft_size: tuple[int, in
         f"{name}: cannot load an image from an object of type {type(item).__module__}."
         f"{type(item).__qualname__}; expected {_ACCEPTED_TYPES}"
     )
+
+
+def probe_image(data: bytes, *, source: str = "<bytes>", max_pixels: int | None = None) -> tuple[int, int, str]:
+    """(width, height, format) of an encoded image, upright (after EXIF rotation), from its header
+    alone: no pixel is decoded. Raises the same MediaError as `load_image` for a bad header."""
+    limit = _resolve_max_pixels(max_pixels)
+    if not data:
+        raise MediaError(source, "empty", "no data (0 bytes)")
+    try:
+        with _pil_limit_lifted():
+            im = Image.open(io.BytesIO(data), formats=_allowed_formats())
+    except UnidentifiedImageError:
+        raise _unidentified(source, bytes(data[:32])) from None
+    except _DECODE_ERRORS as exc:
+        raise MediaError(source, "corrupt", f"the image header cannot be parsed: {exc}") from None
+    with im:
+        w, h = im.size
+        _check_pixels(w, h, limit, source)
+        if _orientation(im) in (5, 6, 7, 8):
+            w, h = h, w
+        return w, h, im.format or ""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class MiniLMEncoder:
         transformers = require("transformers", "hf", "the MiniLM text tower")
         directory = directory or minilm_dir()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
+        transformers.utils.logging.disable_progress_bar()  # a bar for loading 90 MB from disk is noise
         self.model = transformers.AutoModel.from_pretrained(str(directory)).eval()
 
     @torch.inference_mode()
