@@ -32,6 +32,7 @@ from polymodal.store.schema import content_hash, item_id, records_to_table
 MAX_FILE_BYTES_ENV = "POLYMODAL_MAX_FILE_BYTES"
 DEFAULT_MAX_FILE_BYTES = 512 << 20
 READ_AHEAD = 64  # files read and hashed ahead of the embedder
+COMMIT_ROWS_ENV = "POLYMODAL_COMMIT_ROWS"
 COMMIT_ROWS = 2048  # rows per commit: large commits keep fragments few (see benchmarks/ingest_throughput.py)
 COMMIT_SECONDS = 5.0  # ... but never hold finished work longer than this (a kill loses at most this much)
 
@@ -160,6 +161,7 @@ class _Writer(threading.Thread):
         self._drop_ids: list[str] = []  # rows of changed files that their new version no longer has
         self._touch: list[tuple[str, int, float]] = []
         self._last = time.monotonic()
+        self.commit_rows = int(os.environ.get(COMMIT_ROWS_ENV, COMMIT_ROWS))
 
     def put(self, records: list[dict], vectors: np.ndarray, replace: bool, drop_ids=()) -> None:
         if self.error:
@@ -198,7 +200,7 @@ class _Writer(threading.Thread):
                     self._drop_ids += drop
                     self.done_files += 1
                 pending = len(self._records) + len(self._touch)
-                if pending >= COMMIT_ROWS or (pending and time.monotonic() - self._last >= COMMIT_SECONDS):
+                if pending >= self.commit_rows or (pending and time.monotonic() - self._last >= COMMIT_SECONDS):
                     self._commit()
         except BaseException as exc:  # surfaced to the main thread by put()/close()
             self.error = exc

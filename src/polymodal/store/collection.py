@@ -229,7 +229,7 @@ class Collection:
             if threshold is not None and score < threshold:
                 continue
             hit = row_to_record(row)
-            hit["score"] = round(score, 6)
+            hit["score"] = score
             hits.append(hit)
         return hits
 
