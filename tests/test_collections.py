@@ -231,3 +231,16 @@ def test_index_cut_over_from_exact_to_approximate(tmp_path, monkeypatch):
     assert stored_coll.search(extra[0], 1)[0]["uri"] == "/v/new"
     stored_coll.optimize()
     assert stored_coll.index_info()["unindexed_rows"] == 0
+
+
+def test_links_out_of_a_walked_folder_are_not_followed(coll, tmp_path, folder):
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    make_image(secret / "private.png", 55)
+    os.symlink(secret / "private.png", folder / "link.png")
+    os.symlink(folder / "img0.png", folder / "inside-link.png")  # a link within the folder is fine
+    report = coll.add([folder])
+    sources = set(stored(coll))
+    assert str(secret / "private.png") not in sources and report.ignored == 2
+    assert str(folder / "img0.png") in sources
+    assert coll.add([secret / "private.png"]).new == 1  # named explicitly, it is taken

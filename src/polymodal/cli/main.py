@@ -106,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_demo)
 
-    from polymodal.cli import collections
+    from polymodal.cli import collections, serve
 
     collections.register(sub, _add_model, _add_json)
+    serve.register(sub)
     return parser
 
 

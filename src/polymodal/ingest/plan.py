@@ -62,6 +62,9 @@ def walk(roots: list[str], plan: Plan) -> list[SourceFile]:
         if stat.S_ISREG(st.st_mode):
             found[root] = SourceFile(root, st.st_size, _mtime(st))
             continue
+        # A link inside a walked folder that points outside it is not followed: indexing (and
+        # the server, which serves indexed files) stays within what was asked for.
+        inside = root.rstrip("/") + "/"
         for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: plan.unreadable.append((e.filename, e.strerror or str(e)))):
             # Hidden folders (.git, .cache, ...) and tool folders are not collections' content.
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
@@ -77,6 +80,9 @@ def walk(roots: list[str], plan: Plan) -> list[SourceFile]:
                     st = os.stat(real)
                 except OSError as exc:
                     plan.unreadable.append((path, exc.strerror or str(exc)))
+                    continue
+                if not real.startswith(inside):
+                    plan.ignored.append(path)
                     continue
                 if stat.S_ISREG(st.st_mode):
                     found[real] = SourceFile(real, st.st_size, _mtime(st))

@@ -3,10 +3,10 @@
 Nothing else in polymodal touches storage. Needs the `store` extra (lancedb, pylance).
 """
 
-from polymodal.store.collection import Collection, Database, default_db_path
+from polymodal.store.collection import Collection, Database, check_name, default_db_path
 from polymodal.store.filters import Filter
 
-__all__ = ["Collection", "Database", "Filter", "default_db_path", "open_db"]
+__all__ = ["Collection", "Database", "Filter", "check_name", "default_db_path", "open_db"]
 
 
 def open_db(path=None) -> Database:

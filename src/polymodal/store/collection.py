@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -63,7 +64,9 @@ class Database:
         if self.path.exists() and not self.path.is_dir():
             raise InvalidInputError(f"database path {self.path} is a file, not a directory: pass --db DIR")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(str(self.path))
+        # Every read checks for newer commits (another process indexing, the server's jobs): cheap
+        # (a manifest stat) and it keeps long-lived handles from going stale.
+        self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
 
     def names(self) -> list[str]:
         tables = self._db.list_tables()
@@ -101,7 +104,14 @@ class Database:
             (self.path / f".{name}.lock").unlink()
 
     def list(self) -> list[dict]:
-        return [self.open(name).info(cheap=True) for name in self.names()]
+        """Every polymodal collection's summary (other tables in the directory are passed over)."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.open(name).info(cheap=True))
+            except InvalidInputError:
+                continue
+        return out
 
 
 class Collection:
