@@ -134,7 +134,9 @@ def test_models_convert_then_use(capsys, tmp_path, images):
 
 def test_demo(capsys):
     code, out, _ = run(capsys, "demo", "--json")
-    assert code == EXIT_OK and len(json.loads(out)["predictions"]) == 5
+    result = json.loads(out)
+    assert code == EXIT_OK and len(result["classify"]["predictions"]) == 5 and result["index"]["count"] == 5
+    assert [len(s["hits"]) for s in result["search"]] == [2, 2, 2]
 
 
 def test_eval_commands(capsys, tmp_path, images):

@@ -107,23 +107,26 @@ class Collection:
 
 
 def open_collection(name: str, *, db: str | os.PathLike | Database | None = None, model: str | None = None,
-                    create: bool = False) -> Collection:
+                    create: bool = False, embedder=None) -> Collection:
     """Open collection `name` (in `db`, default ~/.local/share/polymodal/db).
 
     model: None uses the collection's own model; a different one is refused (its vectors would
         not compare). When the collection does not exist and `create` is true, it is made for
-        `model` (default: the offline default model)."""
+        `model` (default: the offline default model).
+    embedder: an already loaded model for `model` (saves loading it again)."""
     database = db if isinstance(db, Database) else Database(db)
     if database.exists(name) or not create:
         stored = database.open(name)
         if model is not None:
             spec = model_spec(model)
             stored.check_model(spec if spec == stored.model else _model_name(spec))
-        return Collection(stored)
+        if embedder is not None:
+            stored.check_model(embedder.name, embedder.dim)
+        return Collection(stored, embedder)
     from polymodal.embed.resolve import load_embedder
 
     spec = model_spec(model)
-    embedder = load_embedder(spec)
+    embedder = embedder or load_embedder(spec)
     stored = database.create(name, model=spec, dim=embedder.dim, model_name=embedder.name)
     return Collection(stored, embedder)
 

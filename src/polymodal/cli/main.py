@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_eval_retrieval)
 
-    p = sub.add_parser("demo", help="the main job on built-in sample images, with no download")
+    p = sub.add_parser("demo", help="the main job on generated sample images (index, search, classify), with no download")
     p.add_argument("--out", metavar="DIR", default=None, help="keep the generated sample images here")
     _add_model(p)
     _add_json(p)
@@ -301,26 +301,40 @@ def cmd_eval_retrieval(args) -> int:
     return EXIT_OK
 
 
+DEMO_QUERIES = ["a traffic light at a crossing", "a puzzle to solve", "a hexagonal pattern"]
+
+
 def cmd_demo(args) -> int:
+    """The main job on generated images: index them into a throw-away collection, search it by
+    text, and classify them zero-shot."""
     import tempfile
 
+    from polymodal.collections import open_collection
     from polymodal.media.samples import SAMPLE_LABELS, write_samples
     from polymodal.tasks.zeroshot import classify
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.out or tmp)
+        folder = Path(args.out or Path(tmp) / "samples")
         paths = write_samples(folder)
         model = _load(args)
+        coll = open_collection("demo", db=Path(tmp) / "db", model=args.model, create=True, embedder=model)
+        report = coll.add([folder], progress=False)
+        searches = [coll.search(query, k=2) for query in DEMO_QUERIES]
         result = classify(model, [str(p) for p in paths], SAMPLE_LABELS, templates="simple", top_k=3)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({"index": report.to_dict(), "search": [s.to_dict() for s in searches],
+                          "classify": result.to_dict()}, indent=2))
         return EXIT_OK
-    print(f"zero-shot classification with {result.model} ({result.scoring} scoring) of {len(paths)} generated images")
+    print(f"indexed {report.count} generated images into a temporary collection with {result.model}")
+    for search in searches:
+        best = ", ".join(f"{Path(h['source']).name} {h['score']:.3f}" for h in search.hits)
+        print(f"  search {search.query['text']!r:<34} {best}")
+    print(f"zero-shot classification ({result.scoring} scoring):")
     for pred in result.predictions:
         best = ", ".join(f"{x['label']} {x['score']:.3f}" for x in pred.labels)
         print(f"  {Path(pred.source).name:<22} {best}")
     if result.model == "clip-tiny-random":
-        print("note: clip-tiny-random has random weights, so these labels are arbitrary; pass --model for a trained model")
+        print("note: clip-tiny-random has random weights, so these results are arbitrary; pass --model for a trained model")
     return EXIT_OK
 
 
