@@ -10,11 +10,23 @@ from __future__ import annotations
 import difflib
 
 
+def _rebuild(cls, message: str, state: dict):
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
 class PolymodalError(Exception):
     """Base of every error polymodal raises on purpose."""
 
     #: exit status of the `polymodal` command when this error ends it
     exit_code = 1
+
+    def __reduce__(self):
+        # Subclasses take other constructor arguments than their message; rebuilding from the
+        # message and attributes lets every one cross a process boundary (Ray workers, pools).
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class InvalidInputError(PolymodalError, ValueError):

@@ -331,7 +331,7 @@ def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata
             progress.step()
             return
         if read.action == "copy":
-            records, vectors = _copied_rows(collection, read, metadata)
+            records, vectors = _copied_rows(collection, read, metadata, plan.version)
             old = plan.stored.get(read.file.path, [])
             new_ids = {r["id"] for r in records}
             writer.put(records, vectors, replace=bool(old), drop_ids=[r["id"] for r in old if r["id"] not in new_ids])
@@ -388,12 +388,13 @@ def _first_reason(failed: list[str]) -> tuple[str, str]:
     return reason, message
 
 
-def _copied_rows(collection, read: Read, metadata: dict | None) -> tuple[list[dict], np.ndarray]:
-    """Rows for a file whose content is stored under another path: same items, same vectors."""
+def _copied_rows(collection, read: Read, metadata: dict | None, version: int) -> tuple[list[dict], np.ndarray]:
+    """Rows for a file whose content is stored under another path: same items, same vectors, read
+    from the collection as the plan saw it (that path's file may have been rewritten since)."""
     from polymodal.ingest.plan import root_filter
 
     rows = list(collection.scan(["uri", "kind", "media_type", "width", "height", "text", "metadata", "vector"],
-                                where=root_filter([read.copy_from])))
+                                where=root_filter([read.copy_from]), version=version))
     import json
 
     records, vectors = [], []

@@ -36,6 +36,7 @@ class SourceFile:
 @dataclass
 class Plan:
     roots: list[str]
+    version: int = 0  # the collection's version the plan was made from (copies read vectors there)
     work: list[SourceFile] = field(default_factory=list)  # new, changed or unverified files to read
     unchanged: int = 0
     stored: dict[str, list[dict]] = field(default_factory=dict)  # source -> its rows under the roots
@@ -133,7 +134,7 @@ def scan_under(collection, roots: list[str], columns: list[str]):
 
 def make_plan(collection, paths: list[str], *, rehash: bool = False) -> Plan:
     roots = normalise_roots(paths)
-    plan = Plan(roots=roots)
+    plan = Plan(roots=roots, version=collection.version)
     files = walk(roots, plan)
 
     latest: dict[str, dict] = {}  # id -> newest row (twins with one id can only come from a crash between engines)

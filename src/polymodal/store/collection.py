@@ -163,7 +163,7 @@ class Collection:
             "dim": self.meta.dim,
             "count": self.count(),
             "created": self.meta.created,
-            "path": str(self.db.path / f"{self.name}{_INTERNAL_SUFFIX}"),
+            "path": self.uri,
             "index": self.index_info(),
         }
         if not cheap:
@@ -180,9 +180,22 @@ class Collection:
                         "unindexed_rows": int(getattr(stats, "num_unindexed_rows", 0))}
         return None
 
-    def scan(self, columns: list[str], where: str | None = None, batch_size: int = 8192) -> Iterator[dict]:
-        """Every row (only `columns`), streamed in batches: memory stays bounded."""
+    @property
+    def uri(self) -> str:
+        """Where the Lance dataset is (workers of a distributed engine write fragments there)."""
+        return str(self.db.path / f"{self.name}{_INTERNAL_SUFFIX}")
+
+    @property
+    def version(self) -> int:
+        return int(self._table.version)
+
+    def scan(self, columns: list[str], where: str | None = None, batch_size: int = 8192,
+             version: int | None = None) -> Iterator[dict]:
+        """Every row (only `columns`), streamed in batches: memory stays bounded. `version` reads
+        the collection as it was at that commit."""
         dataset = self._table.to_lance()
+        if version is not None and version != dataset.version:
+            dataset = dataset.checkout_version(version)
         scanner = dataset.scanner(columns=columns, filter=where, batch_size=batch_size)
         for batch in scanner.to_batches():
             yield from batch.to_pylist()
@@ -268,6 +281,15 @@ class Collection:
             deleted += len(chunk)
         return deleted
 
+    def commit_fragments(self, fragments: list) -> None:
+        """Make fragments written by `write_fragments` (on any machine) part of the collection, in
+        one commit."""
+        import lance
+
+        if fragments:
+            lance.LanceDataset.commit(self.uri, lance.LanceOperation.Append(fragments), read_version=self.version)
+            self.refresh()
+
     def update_stats(self, stats: list[tuple[str, int, float]]) -> int:
         """Set (size, mtime) of rows by id, in one commit: a touched file keeps its vector."""
         import pyarrow as pa
@@ -329,6 +351,15 @@ class Collection:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_fragments(uri: str, table) -> list:
+    """Write rows (from `schema.records_to_table`) as new Lance data files of the dataset at `uri`
+    without committing them: the fragments' metadata goes back to the one process that commits
+    (`Collection.commit_fragments`). Data files never committed are unreferenced and harmless."""
+    import lance.fragment
+
+    return lance.fragment.write_fragments(table, uri, schema=table.schema)
 
 
 #: Query-time settings of the approximate index (see benchmarks/search_latency.py).
