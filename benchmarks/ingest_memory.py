@@ -8,7 +8,7 @@ resident memory (/proc/PID/status VmRSS) every 0.2 s. Reported: peak RSS, the RS
 quarter of the run, and the growth from the second quarter's peak to the last quarter's (a
 collection-sized structure would show up as steady growth). Target from the issue: peak under
 1.5 GB, not growing with the collection. The baseline in the same run is the model alone: the RSS
-of a process that loaded the model and embedded one image.
+of a process that loaded the model and embedded two batches of images.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     make_images(images, args.count)
     env = {**os.environ}
 
-    model_only = ("import polymodal, sys; m = polymodal.load(sys.argv[1]); m.encode_images([sys.argv[2]]);"
+    # The model alone, at the ingestion batch size (its activation buffers included).
+    model_only = ("import polymodal, sys; m = polymodal.load(sys.argv[1]); m.encode_images([sys.argv[2]] * 2 * m.image_batch_size);"
                   "import time; time.sleep(1.0)")
     first = next(iter(sorted(next(images.iterdir()).iterdir())))
     base_samples, code, log = sample([sys.executable, "-c", model_only, args.model, str(first)], env)

@@ -61,7 +61,7 @@ def search(collection, embedder, *, text: str | None = None, image=None, text_we
     query = {"text": text, "image": _image_name(image), "text_weight": text_weight, "image_weight": image_weight,
              "k": k, "threshold": threshold, "filter": filter.to_sql() if filter else None}
     return SearchResult(collection.name, collection.model, query, hits,
-                        exact=exact or collection.index_info() is None, seconds=time.perf_counter() - start)
+                        exact=exact or not collection.has_index(), seconds=time.perf_counter() - start)
 
 
 def _image_name(image) -> str | None:
