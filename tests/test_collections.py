@@ -225,6 +225,14 @@ def test_index_cut_over_from_exact_to_approximate(tmp_path, monkeypatch):
                       for q, t in zip(queries, truth)])
     assert recall >= 0.9
 
+    # a selective filter is answered exactly among the matching rows
+    flt = Filter(where="uri LIKE '/v/1_'")  # /v/10 .. /v/19
+    filtered = stored_coll.search(queries[3], 5, filter=flt)
+    matching = np.arange(10, 20)
+    order = matching[np.argsort(-(data[matching] @ queries[3]))][:5]
+    assert [h["uri"] for h in filtered] == [f"/v/{j}" for j in order]
+    np.testing.assert_allclose([h["score"] for h in filtered], np.sort(data[matching] @ queries[3])[::-1][:5], atol=1e-5)
+
     # rows added after the index was built are found before the next optimize folds them in
     extra = np.roll(data[:1], 1, axis=1)
     stored_coll.add(records_to_table([{"uri": "/v/new", "kind": "image"}], extra, stored_coll.meta))
