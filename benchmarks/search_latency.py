@@ -12,7 +12,7 @@ For each size N, in one run and on the same vectors:
 * the collection is created through polymodal's store (`polymodal.store.open_db(...).create(...)`,
   `Collection.add`, `Collection.build_index`, `Collection.optimize`, `Collection.search`), so the
   index and query settings measured are the store's own (`ann_index_params`, `ANN_QUERY` in
-  polymodal/store/collection.py). `--backend lancedb` (or a store without `build_index`) runs raw
+  polymodal/store/collection.py). `--backend lancedb` runs raw
   LanceDB with RECOMMENDED_INDEX / RECOMMENDED_QUERY below instead;
 * the index is built, then `optimize()` runs once, as the store does after an ingest (Lance may
   re-partition the index there: the partition counts before and after are reported), and the
@@ -388,13 +388,6 @@ def main(argv=None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
-    if args.backend == "store":
-        try:
-            from polymodal.store.collection import ANN_QUERY, Collection, ann_index_params  # noqa: F401
-            assert hasattr(Collection, "build_index")
-        except (ImportError, AssertionError) as exc:
-            log(f"polymodal.store cannot build an index here ({exc!r}): using raw LanceDB with RECOMMENDED_INDEX")
-            args.backend = "lancedb"
 
     import lance
     import lancedb
