@@ -12,11 +12,13 @@ run's plan (polymodal.ingest.plan) finds exactly what is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -308,8 +310,6 @@ def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata
         if not texts:
             return
         batch = [state.read.items[i].payload for state, i in texts]
-        import warnings
-
         with warnings.catch_warnings():  # truncation is expected for long files; the text tower's context is short
             warnings.simplefilter("ignore")
             result = embedder.embed_texts(batch)
@@ -395,8 +395,6 @@ def _copied_rows(collection, read: Read, metadata: dict | None, version: int) ->
 
     rows = list(collection.scan(["uri", "kind", "media_type", "width", "height", "text", "metadata", "vector"],
                                 where=root_filter([read.copy_from]), version=version))
-    import json
-
     records, vectors = [], []
     for row in rows:
         fragment = row["uri"][len(read.copy_from):]  # "" for whole files, "#page=3" for parts
