@@ -103,6 +103,20 @@ def test_changed_touched_renamed_copied_and_deleted_files(coll, folder):
     assert len({r["id"] for r in stored(coll).values()}) == len(coll)
 
 
+def test_a_stopped_run_writes_whole_files_and_the_next_run_finishes(coll, folder):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 2  # stop after a few files have been read
+
+    report = coll.add([folder], should_stop=should_stop)
+    assert report.cancelled and 0 < report.count < 9
+    assert len({r["id"] for r in stored(coll).values()}) == report.count
+    report = coll.add([folder])
+    assert not report.cancelled and report.count == 9 and report.new == 9 - (report.count - report.new)
+
+
 def test_indexing_one_folder_never_touches_another(coll, tmp_path, folder):
     other = tmp_path / "other"
     other.mkdir()

@@ -436,7 +436,7 @@ def test_second_job_for_a_busy_collection_is_409(client, world):
     state = client.app.state.polymodal
     release = threading.Event()
     saved = state.jobs
-    state.jobs = JobManager(lambda job, progress: release.wait(10) and {}, saved._describe_error)
+    state.jobs = JobManager(lambda job, progress, should_stop: release.wait(10) and {}, saved._describe_error)
     try:
         first = client.post("/api/collections/photos/jobs", json={"paths": [str(world.incoming)]})
         assert first.status_code == 202
@@ -471,7 +471,7 @@ def test_job_manager_progress_and_failure():
 
     steps = threading.Event()
 
-    def runner(job, progress):
+    def runner(job, progress, should_stop):
         if job.collection == "bad":
             raise InvalidInputError("nothing to do here")
         if job.collection == "crash":
@@ -493,6 +493,37 @@ def test_job_manager_progress_and_failure():
         assert b["state"] == "failed" and b["error"] == {"error": "InvalidInputError", "detail": "nothing to do here", "status": 400}
         assert c["state"] == "failed" and c["error"]["status"] == 500 and "secret" not in c["error"]["detail"]
         assert [j["id"] for j in manager.list()] == [crash.id, bad.id, good.id]
+    finally:
+        manager.close()
+
+
+def test_job_manager_cancels_queued_and_running_jobs():
+    from polymodal.serve.app import describe_error
+
+    started = threading.Event()
+
+    def runner(job, progress, should_stop):
+        started.set()
+        deadline = time.monotonic() + 10
+        while not should_stop():  # a long job that honours the stop request
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return {"cancelled": True}
+
+    manager = JobManager(runner, describe_error)
+    try:
+        running = manager.submit("a", ["/x"], {})
+        queued = manager.submit("b", ["/x"], {})
+        assert started.wait(5)
+        assert manager.cancel(queued.id)["state"] == "cancelled"
+        assert manager.cancel(running.id)["state"] == "running"  # stops after the files it has read
+        deadline = time.monotonic() + 10
+        while manager.get(running.id)["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert manager.get(running.id)["state"] == "cancelled"
+        assert manager.get(queued.id)["state"] == "cancelled" and manager.get(queued.id)["started"] is None
+        assert manager.cancel("nope") is None
     finally:
         manager.close()
 

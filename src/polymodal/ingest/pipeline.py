@@ -71,6 +71,7 @@ class IndexReport:
     count: int = 0  # rows in the collection afterwards
     index: dict | None = None
     engine: str = "local"
+    cancelled: bool = False  # stopped early by `should_stop`; the next run finishes the job
 
     @property
     def files_per_second(self) -> float:
@@ -271,7 +272,7 @@ class _FileState:
 
 
 def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata: dict | None,
-              progress: _Progress) -> None:
+              progress: _Progress, should_stop: Callable[[], bool] | None = None) -> None:
     writer = _Writer(collection)
     writer.start()
     texts: list[tuple[_FileState, int]] = []  # text items waiting for a batch
@@ -360,6 +361,13 @@ def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata
                     break
             while ahead:
                 read = ahead.popleft().result()
+                if should_stop is not None and should_stop():
+                    # Stop: files already handed to the model are written (whole); files read
+                    # ahead are dropped, and the next run picks them up.
+                    report.cancelled = True
+                    for future in ahead:
+                        future.cancel()
+                    return
                 nxt = next(files, None)
                 if nxt is not None:
                     ahead.append(pool.submit(read_source, nxt, plan))
@@ -413,7 +421,7 @@ def _copied_rows(collection, read: Read, metadata: dict | None, version: int) ->
 def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = False, rehash: bool = False,
                 metadata: dict | None = None, progress: bool | None = None,
                 on_progress: Callable[[int, int], None] | None = None, engine: str = "local",
-                ray_address: str | None = None) -> IndexReport:
+                ray_address: str | None = None, should_stop: Callable[[], bool] | None = None) -> IndexReport:
     """Bring `collection` up to date with the files under `paths` (see the module docstring).
 
     embedder: the collection's model (loaded from `collection.model` when None).
@@ -422,6 +430,8 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
     progress: show a progress bar on stderr (default: when stderr is a terminal).
     on_progress: called with (files done, files to do) as work advances (the server's jobs use it).
     engine: "local" (threads in this process) or "ray" (Ray Data; `ray_address` or a local instance).
+    should_stop: polled between files (local engine): when it returns True the run stops, writes
+        the files already handed to the model, and returns a report with `cancelled` set.
     """
     from polymodal.errors import InvalidInputError
 
@@ -451,7 +461,7 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
 
                 run_ray(collection, plan, report, metadata=metadata, progress=bar, address=ray_address)
             else:
-                run_local(collection, embedder, plan, report, metadata=metadata, progress=bar)
+                run_local(collection, embedder, plan, report, metadata=metadata, progress=bar, should_stop=should_stop)
         finally:
             bar.close()
         finalize(collection, plan, report, prune=prune)

@@ -137,7 +137,7 @@ class CollectionsOut(_Open):
 class JobOut(_Open):
     id: str
     collection: str
-    state: str = Field(description="queued, running, done or failed")
+    state: str = Field(description="queued, running, done, failed or cancelled")
     done: int
     total: int | None
     report: dict | None = Field(None, description="the IndexReport when done")
@@ -240,7 +240,7 @@ class ServerState:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def run_job(self, job, on_progress) -> dict:
+    def run_job(self, job, on_progress, should_stop=None) -> dict:
         from polymodal.collections import Collection
 
         spec = job.options.get("model")
@@ -256,7 +256,7 @@ class ServerState:
         collection = Collection(stored, self.models.get(stored.model))
         report = collection.add(job.paths, prune=job.options.get("prune", False),
                                 rehash=job.options.get("rehash", False), metadata=job.options.get("metadata"),
-                                progress=False, on_progress=on_progress)
+                                progress=False, on_progress=on_progress, should_stop=should_stop)
         return report.to_dict()
 
 
@@ -461,6 +461,14 @@ def create_app(db=None, *, api_key: str | None = None, index_roots=(), max_uploa
     @api.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"], summary="one job and its progress")
     def get_job(job_id: str):
         job = state.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} (jobs live in the server's memory; a restart forgets them)")
+        return job
+
+    @api.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"],
+              summary="cancel a queued job, or stop a running one after the files it has read")
+    def cancel_job(job_id: str):
+        job = state.jobs.cancel(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id!r} (jobs live in the server's memory; a restart forgets them)")
         return job

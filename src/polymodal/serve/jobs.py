@@ -1,6 +1,6 @@
 """Indexing jobs: queued by a request, run one at a time in a background thread, followed by polling.
 
-A job's state goes queued -> running -> done | failed; while it runs, `done` and `total` count the
+A job's state goes queued -> running -> done | failed | cancelled; while it runs, `done` and `total` count the
 files (from `Collection.add(on_progress=...)`). Jobs live in memory: a restarted server forgets
 them, and nothing is lost by that, because indexing is incremental (the next job finishes the work).
 """
@@ -36,6 +36,7 @@ class Job:
     finished: float | None = None
     report: dict | None = None  # IndexReport.to_dict() when done
     error: dict | None = None  # {"error": type, "detail": message, "status": http status} when failed
+    cancel_requested: bool = False
 
     def to_dict(self) -> dict:
         return {"id": self.id, "collection": self.collection, "paths": list(self.paths), "options": dict(self.options),
@@ -44,13 +45,13 @@ class Job:
 
 
 class JobManager:
-    """Runs `runner(job, on_progress)` for each submitted job, in order, in one daemon thread.
+    """Runs `runner(job, on_progress, should_stop)` for each submitted job, in order, in one daemon thread.
 
     One thread: indexing already uses every core (decoding threads plus the model), so two jobs at
     once would only fight. Two jobs for the same collection are never queued together (the second
     is refused with CollectionBusyError, as a second writer would be)."""
 
-    def __init__(self, runner: Callable[[Job, Callable[[int, int], None]], dict],
+    def __init__(self, runner: Callable[[Job, Callable[[int, int], None], Callable[[], bool]], dict],
                  describe_error: Callable[[BaseException], dict], *, keep: int = 100):
         self._runner, self._describe_error, self._keep = runner, describe_error, keep
         self._lock = threading.Lock()
@@ -76,6 +77,19 @@ class JobManager:
                 self._thread.start()
         self._queue.put(job)
         return job
+
+    def cancel(self, job_id: str) -> dict | None:
+        """Cancel a queued job at once, or ask a running one to stop after the files it has read
+        (they are written; the next job finishes the rest). Finished jobs are left as they are."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state == "queued":
+                job.state, job.finished = "cancelled", time.time()
+            elif job.state == "running":
+                job.cancel_requested = True
+            return job.to_dict()
 
     def get(self, job_id: str) -> dict | None:
         with self._lock:
@@ -112,7 +126,8 @@ class JobManager:
                     continue
                 job.state, job.started = "running", time.time()
             try:
-                report = self._runner(job, lambda done, total: self._progress(job, done, total))
+                report = self._runner(job, lambda done, total: self._progress(job, done, total),
+                                      lambda: job.cancel_requested)
             except Exception as exc:  # noqa: BLE001 - a job's failure is reported, never raised
                 described = self._describe_error(exc)
                 if described.get("status", 500) >= 500:
@@ -121,7 +136,8 @@ class JobManager:
                     job.state, job.error, job.finished = "failed", described, time.time()
             else:
                 with self._lock:
-                    job.state, job.report, job.finished = "done", report, time.time()
+                    job.state = "cancelled" if report.get("cancelled") else "done"
+                    job.report, job.finished = report, time.time()
                     if job.total is None:
                         job.total = job.done
 
