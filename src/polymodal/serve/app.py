@@ -296,7 +296,7 @@ def create_app(db=None, *, api_key: str | None = None, index_roots=(), max_uploa
         await run_in_threadpool(state.jobs.close)
 
     app = FastAPI(
-        title="polymodal", version=__version__, lifespan=lifespan,
+        title="polymodal", version=__version__, lifespan=lifespan, docs_url=None,
         description="Search collections of images and texts by text, by image, or both; index folders; fetch "
                     "items and thumbnails. Items are addressed by collection and id, never by path. "
                     + ("Every /api route but /api/health needs the API key (X-API-Key header or "
@@ -484,7 +484,32 @@ def create_app(db=None, *, api_key: str | None = None, index_roots=(), max_uploa
                             headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _mount_api_docs(app)
     return app
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """/docs: the interactive OpenAPI page. Served from the swagger-ui-bundle package when it is
+    installed (the `serve` extra brings it), so the page works offline; else FastAPI's default,
+    which loads Swagger UI from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        assets = None
+    else:
+        assets = "/docs-assets"
+        app.mount(assets, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if assets is None:
+            return get_swagger_ui_html(openapi_url=app.openapi_url, title="polymodal API")
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="polymodal API",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css",
+                                   swagger_favicon_url=f"{assets}/favicon-32x32.png")
 
 
 # ----------------------------------------------------------------------------------------------
