@@ -1,0 +1,1 @@
+"""Security checks for vision-language inputs and outputs (see rules.py and attacks.py)."""
