@@ -104,5 +104,8 @@ def test_usage_errors(capsys, folder):
     assert code == EXIT_USAGE and "cannot read time" in err
     code, _, err = run(capsys, "index", folder, "--metadata", "[1]")
     assert code == EXIT_USAGE and "JSON object" in err
+    (folder / "data.bin").write_bytes(b"\x00")
+    code, _, err = run(capsys, "index", folder / "data.bin")
+    assert code == EXIT_PARTIAL and "data.bin: unsupported: no decoder reads this file type" in err
     code, _, err = run(capsys, "index", folder / "nope")
     assert code == EXIT_USAGE and "no such file" in err

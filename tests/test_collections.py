@@ -188,7 +188,7 @@ def test_image_and_combined_queries(coll, folder):
         coll.search()
 
 
-def test_near_duplicates(coll, folder):
+def test_near_duplicates(coll, folder, monkeypatch):
     shutil.copy(folder / "img0.png", folder / "img0-copy.png")
     Image.open(folder / "img1.png").save(folder / "img1-resaved.bmp")  # same pixels, other bytes
     coll.add([folder])
@@ -196,6 +196,11 @@ def test_near_duplicates(coll, folder):
     sets = [{os.path.basename(i["source"]) for i in g["items"]} for g in groups]
     assert {"img0.png", "img0-copy.png"} in sets and {"img1.png", "img1-resaved.bmp"} in sets
     assert all(g["max_score"] >= 0.999 for g in groups)
+    import polymodal.tasks.search as search_task
+
+    monkeypatch.setattr(search_task, "EXACT_DUPES_MAX_ROWS", 0)  # the streaming, neighbour-query path
+    streamed = coll.duplicates(threshold=0.999)
+    assert [{i["id"] for i in g["items"]} for g in streamed] == [{i["id"] for i in g["items"]} for g in groups]
     with pytest.raises(InvalidInputError):
         coll.duplicates(threshold=1.5)
 

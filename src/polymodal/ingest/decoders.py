@@ -85,3 +85,6 @@ def decoder_for(path: str):
             return decoder
     return None
 
+
+def known_suffixes() -> list[str]:
+    return sorted({s for d in _DECODERS for s in d.suffixes})

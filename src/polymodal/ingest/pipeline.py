@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from polymodal.errors import MediaError
-from polymodal.ingest.decoders import Item, decoder_for
+from polymodal.ingest.decoders import Item, decoder_for, known_suffixes
 from polymodal.ingest.plan import Plan, SourceFile, make_plan, scan_under
 from polymodal.store.schema import content_hash, item_id, records_to_table
 
@@ -447,13 +447,14 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
         progress = sys.stderr.isatty()
     start = time.perf_counter()
     with collection.writer_lock():
-        collection.refresh()
         plan = make_plan(collection, paths, rehash=rehash)
         report = IndexReport(collection=collection.name, model=collection.model, roots=plan.roots, engine=engine)
         report.files_seen = len(plan.work) + plan.unchanged
         report.unchanged = plan.unchanged
         report.ignored = len(plan.ignored)
         report.skipped += [SkippedFile(p, "unreadable", why) for p, why in plan.unreadable]
+        report.skipped += [SkippedFile(p, "unsupported", f"no decoder reads this file type; indexable: {', '.join(known_suffixes())}")
+                           for p in plan.unsupported]
         bar = _Progress(len(plan.work), progress, on_progress)
         try:
             if engine == "ray":

@@ -45,6 +45,7 @@ class Plan:
     duplicate_rows: list[tuple[str, float]] = field(default_factory=list)  # (id, indexed_at) of stale twins
     ignored: list[str] = field(default_factory=list)  # files of no known media type inside walked folders
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) found while walking
+    unsupported: list[str] = field(default_factory=list)  # files named explicitly that no decoder reads
 
 
 def _mtime(st: os.stat_result) -> float:
@@ -61,7 +62,10 @@ def walk(roots: list[str], plan: Plan) -> list[SourceFile]:
             plan.unreadable.append((root, exc.strerror or str(exc)))
             continue
         if stat.S_ISREG(st.st_mode):
-            found[root] = SourceFile(root, st.st_size, _mtime(st))
+            if decoder_for(root) is None:
+                plan.unsupported.append(root)
+            else:
+                found[root] = SourceFile(root, st.st_size, _mtime(st))
             continue
         # A link inside a walked folder that points outside it is not followed: indexing (and
         # the server, which serves indexed files) stays within what was asked for.

@@ -142,7 +142,6 @@ def run_ray(collection, plan: Plan, report: IndexReport, *, metadata: dict | Non
                 committer.maybe_commit()
         finally:
             committer.commit()  # whatever finished is kept, even when a worker failed
-            collection.refresh()
 
 
 def _ensure_ray(ray, address: str | None) -> None:

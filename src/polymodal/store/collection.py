@@ -146,11 +146,6 @@ class Collection:
                 f"Use --model {self.meta.model} (or leave --model out), or re-embed into a new collection: "
                 f"polymodal collections reembed {self.name} NEW_NAME --model {model}")
 
-    def refresh(self) -> None:
-        """See commits made by other processes since this handle was opened."""
-        with contextlib.suppress(Exception):
-            self._table.checkout_latest()
-
     # -- reading ---------------------------------------------------------------------------------
 
     def count(self, where: str | None = None) -> int:
@@ -216,6 +211,15 @@ class Collection:
         if with_vector:
             record["vector"] = np.asarray(rows[0]["vector"], dtype=np.float32)
         return record
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, dict]:
+        """Records (no vectors) of many ids at once, by id; unknown ids are left out."""
+        ids = [i for i in dict.fromkeys(item_ids) if re.fullmatch(r"[0-9a-f]{16}", i or "")]
+        out = {}
+        for start in range(0, len(ids), 1000):  # keeps each predicate a reasonable size
+            where = "id IN (" + ", ".join(f"'{i}'" for i in ids[start:start + 1000]) + ")"
+            out.update((row["id"], row_to_record(row)) for row in self.scan(RECORD_COLUMNS, where=where))
+        return out
 
     def vectors(self, where: str | None = None, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
         """(ids, (B, dim) vectors) batches, for whole-collection passes such as duplicate finding."""
@@ -283,16 +287,12 @@ class Collection:
             pool = np.concatenate([best_scores, scores])
             top = np.argsort(-pool, kind="stable")[:k]
             best_ids, best_scores = [pool_ids[i] for i in top], pool[top]
-        if not best_ids:
-            return []
-        rows = {row["id"]: row for row in self.scan(RECORD_COLUMNS, where="id IN (" + ", ".join(f"'{i}'" for i in best_ids) + ")")}
+        records = self.get_many(best_ids)
         hits = []
         for item_id, score in zip(best_ids, best_scores.tolist()):
-            if (threshold is not None and score < threshold) or item_id not in rows:
+            if (threshold is not None and score < threshold) or item_id not in records:
                 continue
-            hit = row_to_record(rows[item_id])
-            hit["score"] = score
-            hits.append(hit)
+            hits.append({**records[item_id], "score": score})
         return hits
 
     # -- writing ---------------------------------------------------------------------------------
@@ -327,7 +327,6 @@ class Collection:
 
         if fragments:
             lance.LanceDataset.commit(self.uri, lance.LanceOperation.Append(fragments), read_version=self.version)
-            self.refresh()
 
     def update_stats(self, stats: list[tuple[str, int, float]]) -> int:
         """Set (size, mtime) of rows by id, in one commit: a touched file keeps its vector."""

@@ -87,15 +87,16 @@ def find_duplicates(collection, *, threshold: float = 0.95, filter: Filter | Non
     if not -1.0 <= threshold <= 1.0:
         raise InvalidInputError(f"threshold must be a cosine in [-1, 1], not {threshold}")
     where = filter.to_sql() if filter else None
-    ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    for batch_ids, vectors in collection.vectors(where=where):
-        ids += batch_ids
-        blocks.append(vectors)
-    if not ids:
-        return []
-    parent = list(range(len(ids)))
-    best = np.full(len(ids), -1.0, np.float32)  # each item's best score to another group member
+    position: dict[str, int] = {}  # id -> union-find slot
+    parent: list[int] = []
+    best: list[float] = []  # each linked item's best score to another member
+
+    def slot(item_id: str) -> int:
+        if item_id not in position:
+            position[item_id] = len(parent)
+            parent.append(len(parent))
+            best.append(-1.0)
+        return position[item_id]
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -103,45 +104,36 @@ def find_duplicates(collection, *, threshold: float = 0.95, filter: Filter | Non
             i = parent[i]
         return i
 
-    def link(i: int, j: int, score: float) -> None:
-        best[i] = max(best[i], score)
-        best[j] = max(best[j], score)
+    def link(a: str, b: str, score: float) -> None:
+        i, j = slot(a), slot(b)
+        best[i], best[j] = max(best[i], score), max(best[j], score)
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
 
-    if len(ids) <= EXACT_DUPES_MAX_ROWS:
-        matrix = np.concatenate(blocks)  # (N, dim)
+    if collection.count(where) <= EXACT_DUPES_MAX_ROWS:
+        batches = list(collection.vectors(where=where))
+        ids = [item for batch_ids, _ in batches for item in batch_ids]
+        matrix = np.concatenate([vectors for _, vectors in batches]) if ids else np.zeros((0, collection.dim), np.float32)
         for start in range(0, len(ids), 1024):
             sims = matrix[start:start + 1024] @ matrix.T  # (B, N)
-            rows, cols = np.nonzero(sims >= threshold)
-            for r, c in zip(rows.tolist(), cols.tolist()):
-                i = start + r
-                if c > i:
-                    link(i, c, float(sims[r, c]))
-    else:
-        position = {item: n for n, item in enumerate(ids)}
-        offset = 0
-        for vectors in blocks:
-            for r in range(vectors.shape[0]):
-                for hit in collection.search(vectors[r], neighbours + 1, filter=filter, threshold=threshold):
-                    j = position.get(hit["id"])
-                    if j is not None and j != offset + r:
-                        link(offset + r, j, hit["score"])
-            offset += vectors.shape[0]
+            for r, c in zip(*np.nonzero(sims >= threshold)):
+                if c > start + r:
+                    link(ids[start + r], ids[c], float(sims[r, c]))
+    else:  # stream the vectors; each asks the approximate index for its neighbours
+        for batch_ids, vectors in collection.vectors(where=where):
+            for item, vector in zip(batch_ids, vectors):
+                for hit in collection.search(vector, neighbours + 1, filter=filter, threshold=threshold):
+                    if hit["id"] != item:
+                        link(item, hit["id"], hit["score"])
 
-    members: dict[int, list[int]] = {}
-    for i in range(len(ids)):
-        if best[i] >= threshold:
-            members.setdefault(find(i), []).append(i)
+    members: dict[int, list[str]] = {}
+    for item, i in position.items():
+        members.setdefault(find(i), []).append(item)
+    records = collection.get_many(position)
     groups = []
     for group in members.values():
-        items = []
-        for i in group:
-            record = collection.get(ids[i])
-            if record is not None:
-                record["score"] = round(float(best[i]), 6)
-                items.append(record)
+        items = [{**records[item], "score": best[position[item]]} for item in group if item in records]
         if len(items) > 1:
             items.sort(key=lambda rec: rec["source"])
             groups.append({"size": len(items), "max_score": max(rec["score"] for rec in items), "items": items})
