@@ -106,10 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_demo)
 
-    from polymodal.cli import collections, serve
+    from polymodal.cli import collections, serve, train
 
     collections.register(sub, _add_model, _add_json)
     serve.register(sub)
+    train.register(sub)
     return parser
 
 
