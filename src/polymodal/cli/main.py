@@ -106,11 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_demo)
 
-    from polymodal.cli import collections, serve, train
+    from polymodal.cli import collections, guard, serve, train
 
     collections.register(sub, _add_model, _add_json)
     serve.register(sub)
     train.register(sub)
+    guard.register(sub, _add_model, _add_json)
     return parser
 
 
