@@ -171,6 +171,6 @@ def test_bad_settings_fail_with_a_message(pairs, tmp_path, capsys):
         TrainConfig(data=pairs, out=str(tmp_path), batch_size=0).check()
     with pytest.raises(InvalidInputError, match="START:STOP"):
         parse_slice("1-5")
-    with pytest.raises(InvalidInputError, match="fewer than one optimizer step"):
+    with pytest.raises(InvalidInputError, match="smaller than one batch"):
         train(config(pairs, tmp_path / "run2", batch_size=64))
     assert trainer_module.MAX_LOG_SCALE == pytest.approx(math.log(100))

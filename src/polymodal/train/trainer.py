@@ -143,8 +143,6 @@ class Trainer:
             trainable = build_trainable(config.model, mode=config.mode, objective=config.objective,
                                         lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, seed=config.seed)
         self.trainable = trainable
-        if config.objective == "siglip" and getattr(trainable, "logit_bias", None) is None:
-            raise InvalidInputError(f"the model {config.model!r} has no logit bias, which the SigLIP objective needs")
         self.dataset = dataset if dataset is not None else open_dataset(config)
         self.loss_fn = _loss_fn(config.objective, self.world)
         self.model = trainable
