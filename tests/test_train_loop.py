@@ -174,3 +174,25 @@ def test_bad_settings_fail_with_a_message(pairs, tmp_path, capsys):
     with pytest.raises(InvalidInputError, match="smaller than one batch"):
         train(config(pairs, tmp_path / "run2", batch_size=64))
     assert trainer_module.MAX_LOG_SCALE == pytest.approx(math.log(100))
+
+
+def test_trains_from_webdataset_shards(pairs, tmp_path):
+    import io
+    import tarfile
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in Path(pairs).read_text().splitlines()]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):
+        with tarfile.open(shards / f"data-{s:03d}.tar", "w") as tar:
+            for row in rows[s::2]:
+                key = Path(row["image"]).stem
+                for name, payload in ((f"{key}.png", (Path(pairs).parent / row["image"]).read_bytes()),
+                                      (f"{key}.txt", row["caption"].encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    result = train(config(str(shards / "data-{000..001}.tar"), tmp_path / "run", epochs=2))
+    assert result.steps == 8  # 32 samples in 2 shards, batches of 8, 2 epochs
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

@@ -43,7 +43,7 @@ def register(sub) -> None:
                    help=f"images per class for that accuracy (default {d.zeroshot_per_class})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the data (default {d.epochs})")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="stop after N optimizer steps (overrides --epochs; required for shards)")
+                   help="stop after N optimizer steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N",
                    help=f"pairs per micro-batch and rank (default {d.batch_size})")
     p.add_argument("--accum-steps", type=int, default=d.accum_steps, metavar="N",

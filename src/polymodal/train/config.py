@@ -26,7 +26,7 @@ class TrainConfig:
     zeroshot: str | None = None  # a folder of class folders for zero-shot accuracy
     zeroshot_per_class: int | None = 20
     epochs: int = 10
-    max_steps: int | None = None  # overrides epochs (required for WebDataset shards)
+    max_steps: int | None = None  # overrides epochs
     batch_size: int = 64  # per rank and micro-batch
     accum_steps: int = 1
     lr: float = 5e-4

@@ -108,8 +108,6 @@ def open_dataset(config: TrainConfig):
     is_shards = any(ch in config.data for ch in "{*?") or path.suffix == ".tar" or (
         path.is_dir() and any(path.glob("*.tar")))
     if is_shards:
-        if config.max_steps is None:
-            raise InvalidInputError("WebDataset shards have no known length: give --max-steps")
         return data.ShardStream(config.data, seed=config.seed)
     if path.is_dir():
         return data.PairDataset.from_class_folders(path)
