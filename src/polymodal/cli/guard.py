@@ -15,9 +15,42 @@ MANIFEST = "manifest.json"
 
 def register(sub, add_model, add_json) -> None:
     guard = sub.add_parser(
-        "guard", help="detect and test attacks through images: scan, attacks, probe",
+        "guard", help="detect and test attacks through images: scan, analyze, consistency, attacks, probe",
         description="Security checks for vision-language inputs. See docs/guard.md.").add_subparsers(
         dest="guard_command", metavar="COMMAND")
+
+    p = guard.add_parser("scan", help="find prompt injections in images (pixels, QR codes, metadata)",
+                         description="Reads all text an image carries (OCR over enhanced views, QR codes, EXIF/XMP/PNG "
+                                     "text) and judges whether it is an instruction aimed at a model. Exit status 1 "
+                                     "when any image is flagged, 0 when none is, 3 when an image cannot be read.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--sanitize", metavar="DIR", default=None,
+                   help="write a copy of each flagged image with the injected regions masked and no metadata")
+    p.add_argument("--all-findings", action="store_true", help="also list texts that were not flagged")
+    add_json(p)
+    p.set_defaults(func=cmd_scan)
+
+    p = guard.add_parser("analyze", help="judge one request: image, user prompt and the model's answer",
+                         description="Runs every check on one vision-language request: injections in the image, "
+                                     "unsafe-content categories, whether the answer obeyed the image's text, and "
+                                     "claims of the answer the image does not support. Prints a verdict (block, "
+                                     "warn, allow) with its reasons; exit status 1 for block, 0 otherwise.")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--prompt", default=None, help="the user's text sent with the image")
+    p.add_argument("--answer", default=None, help="the model's answer")
+    add_model(p)
+    add_json(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = guard.add_parser("consistency", help="which claims of a caption or answer the image supports",
+                         description="Splits TEXT into claims (objects, colours, counts...), scores each against the "
+                                     "image against contrasting claims, and lists the unsupported ones (likely "
+                                     "hallucinations). Exit status 1 when a claim is unsupported.")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("text", metavar="TEXT", help="the caption or answer about the image")
+    add_model(p)
+    add_json(p)
+    p.set_defaults(func=cmd_consistency)
 
     p = guard.add_parser("attacks", help="write red-team images, one per hiding technique, each with a canary",
                          description="Writes one PNG per technique (visible, small corner, low contrast, rotated, "
@@ -113,3 +146,57 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"followed {len(d['followed'])} of {d['answered']} techniques"
           + (f" ({rate:.0%})" if rate is not None else "") + (f"; {d['errors']} requests failed" if d["errors"] else ""))
     return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from polymodal.guard.scan import scan_images
+
+    reports = scan_images(args.images, sanitize_dir=args.sanitize)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        for r in reports:
+            if r.error:
+                print(f"{r.source}: ERROR {r.error}")
+                continue
+            hidden = " (hidden)" if r.hidden_injection else ""
+            print(f"{r.source}: {r.verdict.upper()}{hidden} risk {r.risk:.2f}"
+                  + (f" [{', '.join(r.techniques)}]" if r.techniques else "") + f" in {r.seconds:.2f}s")
+            for f in r.findings:
+                if f.flagged or args.all_findings:
+                    where = f"box {f.box}" if f.box else "no box"
+                    text = f.text.replace("\n", " / ")
+                    print(f"  {'!' if f.flagged else ' '} {f.score:.2f} {f.source:<24} hidden {f.hidden:.2f} {where}: {text[:100]}")
+            if r.sanitized:
+                print(f"  sanitised copy: {r.sanitized}")
+    if any(r.error for r in reports):
+        return 3
+    return EXIT_FLAGGED if any(r.flagged for r in reports) else EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from polymodal.guard.analyze import analyze
+
+    result = analyze(args.image, prompt=args.prompt, answer=args.answer, model=args.model)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"{result.verdict.upper()}")
+        for reason in result.reasons:
+            print(f"  - {reason}")
+    return EXIT_FLAGGED if result.verdict == "block" else EXIT_OK
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    from polymodal.guard.consistency import check_consistency
+
+    report = check_consistency(args.image, args.text, model=args.model)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"consistency {report.score:.2f} ({len(report.claims)} claims)")
+        for c in report.claims:
+            mark = "ok " if c.supported else "NO " if c.supported is False else "?  "
+            alt = f" (image looks more like: {c.alternative})" if c.supported is False and c.alternative else ""
+            print(f"  {mark} {c.phrase!r}: score {c.score:.2f}{alt}")
+    return EXIT_FLAGGED if report.unsupported else EXIT_OK

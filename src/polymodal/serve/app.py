@@ -473,6 +473,9 @@ def create_app(db=None, *, api_key: str | None = None, index_roots=(), max_uploa
             raise HTTPException(404, f"no job {job_id!r} (jobs live in the server's memory; a restart forgets them)")
         return job
 
+    from polymodal.serve.guard_routes import add_guard_routes
+
+    add_guard_routes(api, state.max_upload_bytes, _ERRORS)
     app.include_router(open_api)
     app.include_router(api)
 

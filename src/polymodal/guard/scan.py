@@ -1,0 +1,194 @@
+"""The visual prompt injection detector: every piece of text an image carries, judged.
+
+    image -> text in the pixels (guard/textfind.py: OCR over enhanced views, with hiddenness)
+          +  text in the file (guard/metadata.py: EXIF/XMP/PNG text, JPEG comments) and QR codes
+          -> lines grouped into blocks (a paragraph split over lines is judged whole as well)
+          -> the judge (guard/judge.py: rules + learned classifier) on every line and block
+          -> a risk score, findings with boxes, techniques and hiddenness, and optionally a
+             sanitised copy with the injected regions masked and the metadata dropped.
+
+risk = the highest judge score among the image's texts (0 when it has none); the image is flagged
+when any text is (judge score >= 0.5, the judge's built-in operating point). `hidden_injection`
+says a flagged text was also hard for a person to see (hidden >= 0.5) or sat outside the pixels
+(metadata), the signature of an attack rather than of a poster that happens to say "ignore".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from polymodal.errors import PolymodalError
+
+HIDDEN = 0.5  # hiddenness at or above which a flagged text counts as hidden
+
+
+@dataclass
+class Finding:
+    text: str
+    source: str  # "ocr:<view>", "block" (lines judged together), "qr", "metadata:<key>"
+    box: list[int] | None  # [x0, y0, x1, y1] in image pixels; None for metadata
+    confidence: float
+    hidden: float  # 0 plain sight .. 1 invisible to a person (metadata and QR codes count as 1)
+    contrast: float | None
+    relative_height: float | None
+    enhanced_only: bool
+    score: float  # the judge's 0..1
+    flagged: bool
+    techniques: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ScanReport:
+    source: str
+    width: int | None
+    height: int | None
+    risk: float
+    flagged: bool
+    hidden_injection: bool
+    techniques: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    sanitized: str | None = None
+    seconds: float = 0.0
+    error: str | None = None  # the image could not be read; nothing else is set
+
+    @property
+    def verdict(self) -> str:
+        return "error" if self.error else ("injection" if self.flagged else "clean")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["verdict"] = self.verdict
+        return d
+
+
+def _name(source) -> str:
+    from polymodal.media.image import describe_source
+
+    return str(source) if isinstance(source, (str, Path)) else describe_source(source)
+
+
+def group_lines(findings) -> list[list[int]]:
+    """Indices of pixel findings grouped into blocks of nearby lines, each in reading order.
+
+    Two lines join a block when the vertical gap between them is under 1.5 line heights and they
+    overlap horizontally (a paragraph, a wrapped instruction). Blocks of one line are dropped:
+    the line is already judged alone."""
+    boxed = [i for i, f in enumerate(findings) if f.box is not None and f.source.startswith("ocr")]
+    boxed.sort(key=lambda i: (findings[i].box[1], findings[i].box[0]))
+    blocks: list[list[int]] = []
+    for i in boxed:
+        x0, y0, x1, y1 = findings[i].box
+        for block in blocks:
+            bx0, by0, bx1, by1 = findings[block[-1]].box
+            height = max(by1 - by0, y1 - y0, 1)
+            if y0 - by1 < 1.5 * height and min(x1, bx1) > max(x0, bx0) and y0 >= by0:
+                block.append(i)
+                break
+        else:
+            blocks.append([i])
+    return [b for b in blocks if len(b) > 1]
+
+
+def _union(boxes) -> list[int]:
+    a = np.array(boxes)
+    return [int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max())]
+
+
+def _texts_of(image, source):
+    """TextFindings of one image: pixels, QR codes, metadata (the file's, when there is one)."""
+    from polymodal.guard.metadata import metadata_text, qr_text
+    from polymodal.guard.textfind import find_text
+
+    found = list(find_text(image))
+    found += qr_text(image)
+    if isinstance(source, (str, Path, bytes)):
+        found += metadata_text(source)
+    return found
+
+
+def sanitize(image, findings: list[Finding], out_path: Path) -> Path:
+    """A copy of `image` with every flagged box filled with the median colour of a ring around it,
+    saved as PNG from the pixels alone (so no metadata survives)."""
+    from PIL import Image
+
+    pixels = np.asarray(image.convert("RGB")).copy()
+    h, w = pixels.shape[:2]
+    for f in findings:
+        if not f.flagged or f.box is None:
+            continue
+        pad = max(2, (f.box[3] - f.box[1]) // 4)
+        x0, y0 = max(0, f.box[0] - pad), max(0, f.box[1] - pad)
+        x1, y1 = min(w, f.box[2] + pad), min(h, f.box[3] + pad)
+        ring = np.concatenate([pixels[max(0, y0 - 3):y0, x0:x1].reshape(-1, 3), pixels[y1:y1 + 3, x0:x1].reshape(-1, 3),
+                               pixels[y0:y1, max(0, x0 - 3):x0].reshape(-1, 3), pixels[y0:y1, x1:x1 + 3].reshape(-1, 3)])
+        fill = np.median(ring, axis=0) if len(ring) else np.zeros(3)
+        pixels[y0:y1, x0:x1] = fill.astype(np.uint8)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(out_path, format="PNG")
+    return out_path
+
+
+def scan_images(sources, *, sanitize_dir: str | Path | None = None) -> list[ScanReport]:
+    """Scan images (paths, bytes, PIL images or arrays). One unreadable image gets a report with
+    its error; the others are scanned. Texts of all images are judged in one batch."""
+    from polymodal.guard.judge import judge_texts
+    from polymodal.media import load_image
+
+    reports: list[ScanReport] = []
+    pending = []  # (report, image, [(text, source, box, conf, hidden, contrast, rel_h, enhanced)])
+    for source in sources:
+        start = time.perf_counter()
+        name = _name(source)
+        try:
+            image = load_image(source)
+            found = _texts_of(image, source)
+        except PolymodalError as exc:
+            reports.append(ScanReport(name, None, None, 0.0, False, False, [], error=str(exc)))
+            continue
+        rows = [(f.text, f.source, f.box, f.confidence, 1.0 if f.source.startswith(("metadata", "qr")) else f.hidden,
+                 f.contrast, f.relative_height, f.enhanced_only) for f in found if f.text.strip()]
+        for block in group_lines(found):
+            parts = [found[i] for i in block]
+            rows.append(("\n".join(p.text for p in parts), "block", _union([p.box for p in parts]),
+                         min(p.confidence for p in parts), max(p.hidden for p in parts),
+                         None, None, any(p.enhanced_only for p in parts)))
+        report = ScanReport(name, image.width, image.height, 0.0, False, False, [])
+        report.seconds = time.perf_counter() - start
+        reports.append(report)
+        pending.append((report, image, rows))
+    texts = [row[0] for _, _, rows in pending for row in rows]
+    start = time.perf_counter()
+    judgements = iter(judge_texts(texts)) if texts else iter(())
+    judge_seconds = (time.perf_counter() - start) / max(1, len(pending))
+    for report, image, rows in pending:
+        for (text, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
+            j = next(judgements)
+            report.findings.append(Finding(text, source, box, round(float(conf), 4), round(float(hidden), 3), contrast,
+                                           rel_h, bool(enhanced), j.score, j.flagged, j.techniques))
+        flagged = [f for f in report.findings if f.flagged]
+        report.risk = max((f.score for f in report.findings), default=0.0)
+        report.flagged = bool(flagged)
+        report.hidden_injection = any(f.hidden >= HIDDEN for f in flagged)
+        report.techniques = sorted({t for f in flagged for t in f.techniques})
+        report.seconds = round(report.seconds + judge_seconds, 4)
+        if sanitize_dir is not None and report.flagged:
+            stem = Path(report.source).stem if report.source else "image"
+            report.sanitized = str(sanitize(image, report.findings, Path(sanitize_dir) / f"{stem}.sanitized.png"))
+    return reports
+
+
+def scan_image(source, *, sanitize_dir: str | Path | None = None) -> ScanReport:
+    """Scan one image; see `scan_images`. An unreadable image raises its MediaError."""
+    report = scan_images([source], sanitize_dir=sanitize_dir)[0]
+    if report.error:
+        from polymodal.errors import MediaError
+
+        raise MediaError(report.error)
+    return report
