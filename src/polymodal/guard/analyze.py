@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 
 from polymodal.errors import InvalidInputError
 
-OBEY_CONFIDENCE = 0.5  # evidence of obedience at or above this confidence blocks
+# Evidence of obedience at or above this confidence blocks. 0.45 admits a code-like canary (0.95)
+# halved because the directive around it was not recognised: OCR garbles it ("andrespondonly
+# withZX-4821-QP"), and the texts passed here were already judged injections.
+OBEY_CONFIDENCE = 0.45
 
 
 @dataclass
@@ -80,8 +83,11 @@ def analyze(image, *, prompt: str | None = None, answer: str | None = None, mode
     if answer:
         report = check_consistency(picture, answer, model=model)
         grounding = report.to_dict()
-        if report.unsupported:
-            shown = ", ".join(repr(c.phrase) for c in report.unsupported[:5])
+        # Objects and scenes only: colour and count verdicts of the default model are hints, too
+        # unreliable to warn on (docs/guard/consistency.md measures them); they stay in `grounding`.
+        unsupported = [c for c in report.unsupported if c.kind in ("object", "scene")]
+        if unsupported:
+            shown = ", ".join(dict.fromkeys(repr(c.phrase) for c in unsupported[:5]))
             reasons_warn.append(f"the answer makes claims the image does not support: {shown}")
     verdict = "block" if reasons_block else ("warn" if reasons_warn else "allow")
     return Analysis(verdict, reasons_block + reasons_warn, scan.to_dict(), content.to_dict(),
