@@ -101,3 +101,28 @@ def test_rest_scan_endpoint(attacks, tmp_path):
     r = client.post("/api/guard/scan", files={"image": ("a.png", b"not an image", "image/png")})
     assert r.status_code == 415
     assert "/api/guard/scan" in client.get("/openapi.json").json()["paths"]
+
+
+def test_index_with_guard_flags_risky_items(attacks, tmp_path, capsys):
+    import shutil
+
+    from polymodal.collections import open_collection
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for c in attacks:
+        if c.technique in ("visible", "low_contrast"):
+            shutil.copy(c.path, folder / f"{c.technique}.png")
+    from polymodal.media.samples import write_samples
+
+    write_samples(folder)  # five drawings without text
+    db = tmp_path / "db"
+    code = main(["index", str(folder), "-c", "photos", "--db", str(db), "--model", "clip-tiny-random", "--guard", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["guarded"] and sorted(p.rsplit("/", 1)[-1] for p in report["flagged"]) == ["low_contrast.png",
+                                                                                               "visible.png"]
+    coll = open_collection("photos", db=db)
+    rows = {r["uri"].rsplit("/", 1)[-1]: json.loads(r["metadata"]) for r in coll.stored.scan(["uri", "metadata"])}
+    assert rows["visible.png"]["guard"]["flagged"] and rows["visible.png"]["guard"]["techniques"]
+    assert all(not m["guard"]["flagged"] for name, m in rows.items() if name not in ("visible.png", "low_contrast.png"))

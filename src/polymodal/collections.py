@@ -57,8 +57,9 @@ class Collection:
 
     def add(self, paths, *, prune: bool = False, rehash: bool = False, metadata: dict | None = None,
             progress: bool | None = None, on_progress=None, engine: str = "local", ray_address: str | None = None,
-            should_stop=None):
-        """Index files and folders (only what is new or changed is embedded); an IndexReport."""
+            should_stop=None, guard: bool = False):
+        """Index files and folders (only what is new or changed is embedded); an IndexReport.
+        guard: also scan new images for prompt injections (verdicts in metadata["guard"])."""
         from polymodal.ingest import index_paths
 
         if isinstance(paths, (str, os.PathLike)):
@@ -66,7 +67,7 @@ class Collection:
         embedder = self.embedder if engine == "local" else self._embedder
         return index_paths(self.stored, [os.fspath(p) for p in paths], embedder, prune=prune, rehash=rehash,
                            metadata=metadata, progress=progress, on_progress=on_progress, engine=engine,
-                           ray_address=ray_address, should_stop=should_stop)
+                           ray_address=ray_address, should_stop=should_stop, guard=guard)
 
     def search(self, text: str | None = None, *, image=None, text_weight: float = 1.0, image_weight: float = 1.0,
                k: int = 10, filter: Filter | None = None, threshold: float | None = None, exact: bool = False):

@@ -60,6 +60,9 @@ def register(sub, add_model, add_json) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: threads in this process; ray: Ray Data (a local instance, or --ray-address)")
     p.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster address, e.g. ray://head:10001 (with --engine ray)")
+    p.add_argument("--guard", action="store_true",
+                   help="scan new images for prompt injections while indexing (polymodal guard scan); verdicts go "
+                        "into each item's metadata under \"guard\" and flagged files are listed")
     p.add_argument("--model", "-m", default=None, metavar="NAME|hf:org/repo|DIR",
                    help="model of a new collection (default: the offline default); an existing collection keeps its own")
     add_json(p)
@@ -138,6 +141,10 @@ def _print_report(args, report) -> int:
             print(f"skipped {s.source}: {s.reason}: {s.message}", file=sys.stderr)
         if report.index:
             print(f"approximate index: {report.index['indexed_rows']} rows indexed")
+        if report.guarded:
+            print(f"guard: {len(report.flagged)} file(s) carry a prompt injection"
+                  + "".join(f"\n  {path}" for path in report.flagged)
+                  + ("\n  (verdicts are in each item's metadata under \"guard\")" if report.flagged else ""))
     return EXIT_PARTIAL if report.skipped else EXIT_OK
 
 
@@ -156,7 +163,7 @@ def cmd_index(args) -> int:
     coll = open_collection(args.collection, db=args.db, model=args.model, create=True)
     report = coll.add(args.paths, prune=args.prune, rehash=args.rehash, metadata=metadata,
                       progress=not _json(args) and sys.stderr.isatty(), engine=args.engine,
-                      ray_address=args.ray_address)
+                      ray_address=args.ray_address, guard=args.guard)
     return _print_report(args, report)
 
 

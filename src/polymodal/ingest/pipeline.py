@@ -72,6 +72,8 @@ class IndexReport:
     index: dict | None = None
     engine: str = "local"
     cancelled: bool = False  # stopped early by `should_stop`; the next run finishes the job
+    guarded: bool = False  # images were scanned for prompt injections (--guard)
+    flagged: list[str] = field(default_factory=list)  # with --guard: files carrying an injection
 
     @property
     def files_per_second(self) -> float:
@@ -133,6 +135,28 @@ def read_source(f: SourceFile, plan: Plan) -> Read:
     except MediaError as exc:
         out.action, out.skipped = "skip", SkippedFile(f.path, exc.reason, exc.detail)
     return out
+
+
+def guard_read(read: Read, report: IndexReport) -> Read:
+    """Scan the images of a file about to be embedded for prompt injections (polymodal.guard) and
+    record the verdict in each item's metadata under "guard"; flagged files are listed in the
+    report. Runs in the reader threads, beside decoding."""
+    if read.action != "embed":
+        return read
+    from polymodal.guard.scan import scan_images
+
+    images = [item for item in read.items if item.kind == "image"]
+    if not images:
+        return read
+    for item, scan in zip(images, scan_images([item.payload for item in images])):
+        if scan.error:
+            continue  # the embedder reports unreadable images itself
+        item.metadata["guard"] = {
+            "risk": round(scan.risk, 4), "flagged": scan.flagged, "hidden": scan.hidden_injection,
+            "techniques": scan.techniques, "texts": [f.text[:200] for f in scan.findings if f.flagged][:3]}
+    if any(item.metadata.get("guard", {}).get("flagged") for item in images):
+        report.flagged.append(read.file.path)
+    return read
 
 
 def item_record(read: Read, item: Item, metadata: dict | None = None) -> dict:
@@ -272,7 +296,11 @@ class _FileState:
 
 
 def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata: dict | None,
-              progress: _Progress, should_stop: Callable[[], bool] | None = None) -> None:
+              progress: _Progress, should_stop: Callable[[], bool] | None = None, guard: bool = False) -> None:
+    def read_file(f: SourceFile) -> Read:
+        read = read_source(f, plan)
+        return guard_read(read, report) if guard else read
+
     writer = _Writer(collection)
     writer.start()
     texts: list[tuple[_FileState, int]] = []  # text items waiting for a batch
@@ -356,7 +384,7 @@ def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata
             ahead: deque = deque()
             files = iter(plan.work)
             for f in files:
-                ahead.append(pool.submit(read_source, f, plan))
+                ahead.append(pool.submit(read_file, f))
                 if len(ahead) >= READ_AHEAD:
                     break
             while ahead:
@@ -370,7 +398,7 @@ def run_local(collection, embedder, plan: Plan, report: IndexReport, *, metadata
                     return
                 nxt = next(files, None)
                 if nxt is not None:
-                    ahead.append(pool.submit(read_source, nxt, plan))
+                    ahead.append(pool.submit(read_file, nxt))
                 yield from handle(read)
 
     try:
@@ -421,7 +449,8 @@ def _copied_rows(collection, read: Read, metadata: dict | None, version: int) ->
 def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = False, rehash: bool = False,
                 metadata: dict | None = None, progress: bool | None = None,
                 on_progress: Callable[[int, int], None] | None = None, engine: str = "local",
-                ray_address: str | None = None, should_stop: Callable[[], bool] | None = None) -> IndexReport:
+                ray_address: str | None = None, should_stop: Callable[[], bool] | None = None,
+                guard: bool = False) -> IndexReport:
     """Bring `collection` up to date with the files under `paths` (see the module docstring).
 
     embedder: the collection's model (loaded from `collection.model` when None).
@@ -432,11 +461,16 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
     engine: "local" (threads in this process) or "ray" (Ray Data; `ray_address` or a local instance).
     should_stop: polled between files (local engine): when it returns True the run stops, writes
         the files already handed to the model, and returns a report with `cancelled` set.
+    guard: scan each new or changed image for prompt injections (polymodal.guard, local engine);
+        the verdict goes into the item's metadata under "guard", flagged files into the report.
     """
     from polymodal.errors import InvalidInputError
 
     if engine not in ("local", "ray"):
         raise InvalidInputError(f"unknown engine {engine!r}: use 'local' or 'ray'")
+    if guard and engine == "ray":
+        raise InvalidInputError("--guard scans images with the local engine only; drop --engine ray, or scan "
+                                "afterwards with `polymodal guard scan`")
     if embedder is None and engine == "local":
         from polymodal.embed.resolve import load_embedder
 
@@ -448,7 +482,8 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
     start = time.perf_counter()
     with collection.writer_lock():
         plan = make_plan(collection, paths, rehash=rehash)
-        report = IndexReport(collection=collection.name, model=collection.model, roots=plan.roots, engine=engine)
+        report = IndexReport(collection=collection.name, model=collection.model, roots=plan.roots, engine=engine,
+                             guarded=guard)
         report.files_seen = len(plan.work) + plan.unchanged
         report.unchanged = plan.unchanged
         report.ignored = len(plan.ignored)
@@ -462,7 +497,8 @@ def index_paths(collection, paths: list[str], embedder=None, *, prune: bool = Fa
 
                 run_ray(collection, plan, report, metadata=metadata, progress=bar, address=ray_address)
             else:
-                run_local(collection, embedder, plan, report, metadata=metadata, progress=bar, should_stop=should_stop)
+                run_local(collection, embedder, plan, report, metadata=metadata, progress=bar, should_stop=should_stop,
+                          guard=guard)
         finally:
             bar.close()
         finalize(collection, plan, report, prune=prune)
