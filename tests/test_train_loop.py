@@ -196,3 +196,18 @@ def test_trains_from_webdataset_shards(pairs, tmp_path):
     result = train(config(str(shards / "data-{000..001}.tar"), tmp_path / "run", epochs=2))
     assert result.steps == 8  # 32 samples in 2 shards, batches of 8, 2 epochs
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_export_name_registers_the_model_everywhere(pairs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POLYMODAL_MODELS", str(tmp_path / "models"))
+    with pytest.raises(InvalidInputError, match="registered model name"):
+        train(config(pairs, tmp_path / "bad", export_name="lite"))
+    for _ in range(2):  # a re-run replaces its own export
+        result = train(config(pairs, tmp_path / "run", epochs=1, export_name="shapes-v1", resume=False))
+    assert result.model_name == "shapes-v1" and result.model_dir == str(tmp_path / "models" / "shapes-v1")
+    assert main(["classify", str(tmp_path / "pairs" / "001.png"), "--labels", "red,green", "--model", "shapes-v1",
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert main(["models", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert any(r["name"] == "shapes-v1" and r.get("exported") for r in rows)

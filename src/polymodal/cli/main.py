@@ -217,18 +217,24 @@ def cmd_embed(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from polymodal.models.registry import REGISTRY, default_model_name
+    from polymodal.models.registry import REGISTRY, default_model_name, models_dir, user_models
 
     default = default_model_name()
     rows = [{**e.to_dict(), "default": e.name == default} for e in REGISTRY.values()]
+    exported = [{"name": name, "source": str(path), "default": name == default, "exported": True}
+                for name, path in user_models().items()]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + exported, indent=2))
         return EXIT_OK
     for r in rows:
         mark = " (default)" if r["default"] else ""
         print(f"{r['name']}{mark}\n  {r['description']}\n  source: {r['source']}  backend: {r['backend']}  "
               f"dim: {r['dim']}  scoring: {r['scoring']}  licence: {r['license']}\n"
               f"  preprocessing: {r['preprocess']}\n  tokenizer: {r['tokenizer']}\n  quality: {r['quality']}")
+    if exported:
+        print(f"\nexported models ({models_dir()}; made by `polymodal train --export-name NAME`):")
+        for r in exported:
+            print(f"{r['name']}{' (default)' if r['default'] else ''}\n  source: {r['source']}")
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from polymodal.models.efficientnet_lite import EfficientNetLite0
 from polymodal.models.lite import LOW_RES_SIDE, LiteImageTower, load_image_tower
 from polymodal.models.minilm import DIM, MiniLMEncoder
 from polymodal.models.preprocess import ImageTransform
+from polymodal.models.registry import MODEL_CONFIG_FILE
 
 
 def _cpu_has_bf16() -> bool:
@@ -23,15 +24,21 @@ def _cpu_has_bf16() -> bool:
 BF16_TEXT = _cpu_has_bf16()
 
 
+# A fine-tuned lite saved by polymodal.train (Trainable.export): polymodal_config.json with
+# family "lite", the alignment file in the shipped format, and MiniLM's weights in `text/` when
+# they were fine-tuned (otherwise the package's MiniLM is used).
+LITE_WEIGHTS = "lite.safetensors"
+LITE_TEXT_DIR = "text"
+
+
 class LiteEmbedder(Embedder):
-    name = "lite"
     dim = DIM
-    scoring = "softmax"
 
     def __init__(self, tower: LiteImageTower | None = None, text: MiniLMEncoder | None = None, *,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", name: str = "lite"):
         if precision not in PRECISIONS:
             raise InvalidInputError(f"precision {precision!r} is not one of {PRECISIONS}")
+        self.name = name
         self.precision = precision
         # channels-last lets oneDNN run the depthwise convolutions without layout changes
         # (about 1.5x in fp32 on this CPU), for the PyTorch path.
@@ -45,9 +52,28 @@ class LiteEmbedder(Embedder):
         # ConSE embeddings sit close together (cosines between about 0.1 and 0.7), so the softmax
         # needs a sharp temperature; 50 is what the shipped file records.
         self.logit_scale = cfg.logit_scale
-        self.logit_bias = None
+        self.logit_bias = cfg.logit_bias
+        self.scoring = "softmax" if cfg.logit_bias is None else "sigmoid"
         self.transform = ImageTransform(PreprocessConfig(
             size=cfg.image_size, mean=EfficientNetLite0.MEAN, std=EfficientNetLite0.STD, interpolation="bicubic"))
+
+    @classmethod
+    def from_dir(cls, directory, *, name: str | None = None, precision: str = "fp32") -> "LiteEmbedder":
+        """A fine-tuned lite written by `polymodal.train` (see LITE_WEIGHTS above)."""
+        import json
+        from pathlib import Path
+
+        from polymodal.errors import CheckpointError
+
+        directory = Path(directory)
+        meta = json.loads((directory / MODEL_CONFIG_FILE).read_text())
+        weights = directory / meta.get("weights", LITE_WEIGHTS)
+        if not weights.is_file():
+            raise CheckpointError(f"{directory} is a lite model but lacks {weights.name}; export it again")
+        text_dir = directory / LITE_TEXT_DIR
+        text = MiniLMEncoder(text_dir) if (text_dir / "config.json").is_file() else None
+        return cls(load_image_tower(weights), text, precision=precision,
+                   name=name or meta.get("name") or directory.name)
 
     def draft_size(self):
         return self.transform.draft_size()

@@ -1,10 +1,14 @@
 """One resolver: a model name, `hf:org/repo[@revision]`, a directory or a weights file -> an Embedder.
 
+A name is looked up in the registry first, then among the user's exported models (folders of
+`models_dir()`, $POLYMODAL_MODELS), so an export can never shadow a registered name.
+
 Nothing here touches the network unless POLYMODAL_ALLOW_DOWNLOAD=1: a model that is not on disk
 fails at once with the command that fixes it, instead of hanging on a hub timeout.
 
 Directory layouts recognised (first match wins):
-- polymodal:  polymodal_config.json (+ model.safetensors, or ONNX files for the onnx family)
+- polymodal:  polymodal_config.json (+ model.safetensors for the clip family, ONNX files for the
+  onnx family, lite.safetensors [+ text/] for a fine-tuned lite)
 - open_clip:  open_clip_config.json + open_clip_model.safetensors | open_clip_pytorch_model.bin
 - transformers: config.json; model_type "clip" loads natively, any other dual encoder
   (SigLIP, SigLIP 2, ALIGN, ...) through the transformers backend
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from polymodal.embed.base import Embedder
 from polymodal.errors import CheckpointError, InvalidInputError, ModelNotAvailableError
-from polymodal.models.registry import default_model_name, get_entry
+from polymodal.models.registry import REGISTRY, default_model_name, get_entry, user_models
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
@@ -34,7 +38,9 @@ def load_embedder(spec: str | os.PathLike | None = None, *, precision: str = "fp
         return load_path(hf_snapshot(spec[3:]), precision=precision, name=spec)
     if "/" in spec or spec.startswith("."):
         raise ModelNotAvailableError(f"model path {spec!r} does not exist; check the path, or use hf:{spec} for a Hugging Face repository")
-    entry = get_entry(spec)
+    if spec not in REGISTRY and spec in (user := user_models()):
+        return load_path(user[spec], precision=precision, name=spec)
+    entry = get_entry(spec)  # unknown names fail here, listing registered and exported models
     if entry.source == "builtin:lite":
         from polymodal.embed.lite import LiteEmbedder
 
@@ -107,6 +113,10 @@ def load_path(path: Path, *, precision: str = "fp32", name: str | None = None) -
             from polymodal.backends.onnx import OnnxEmbedder
 
             return OnnxEmbedder.from_dir(path, name=display)
+        if family == "lite":
+            from polymodal.embed.lite import LiteEmbedder
+
+            return LiteEmbedder.from_dir(path, name=display, precision=precision)
         raise CheckpointError(f"{path / ClipModel.CONFIG} names an unknown model family {family!r}")
     if (path / "open_clip_config.json").is_file():
         return _load_openclip_dir(path, precision, name or path.name)

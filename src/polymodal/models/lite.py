@@ -58,6 +58,7 @@ class LiteConfig:
     low_res_prior: bool = True  # divide by the taxonomic prior n_c for small images
     low_res_flip: bool = True  # average small images' embeddings with their mirror image's
     logit_scale: float = 50.0  # softmax temperature over cosine similarities (see embed/lite.py)
+    logit_bias: float | None = None  # set when fine-tuned with the sigmoid (SigLIP) loss
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,6 +90,9 @@ class LiteImageTower(nn.Module):
         self.register_buffer("low_res_log_prior", low_res_log_prior.float())  # (1000,) log n_c
         self.head = head
         self.low_res_fc = low_res_fc  # 1280 -> 1000, the distilled classifier for small images
+        # (2,) learnable [mix, mix_low_res] while fine-tuning (polymodal.train.trainable); None
+        # reads the two floats of the config.
+        self.mix_weights: nn.Parameter | None = None
 
     def conse(self, logits: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
         """(B, 1000) logits, (B,) bool -> (B, 384) unit ConSE embeddings."""
@@ -111,7 +115,10 @@ class LiteImageTower(nn.Module):
                 logits = torch.where(low_res[:, None], self.low_res_fc(features), logits)
             e = self.conse(logits, low_res)
             if self.head is not None:
-                mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
+                if self.mix_weights is not None:
+                    mix = torch.where(low_res, self.mix_weights[1], self.mix_weights[0])  # (B,)
+                else:
+                    mix = torch.where(low_res, self.config.mix_low_res, self.config.mix).to(e.dtype)  # (B,)
                 e = e + mix[:, None] * F.normalize(self.head(features), dim=-1)
             return F.normalize(e, dim=-1)
 
@@ -126,6 +133,31 @@ class LiteImageTower(nn.Module):
             mirrored = self.from_features(features_fn(pixels[rows].flip(-1)), low_res[rows])
             e = e.index_put((rows,), F.normalize(e[rows] + mirrored, dim=-1))
         return e
+
+
+def save_alignment(tower: LiteImageTower, path: Path, config: LiteConfig | None = None,
+                   metadata: dict[str, str] | None = None) -> Path:
+    """Write what `load_image_tower(path)` reads: the tower's class embeddings, prior, head and
+    low-resolution classifier, in fp32, with `config` (default the tower's), whose mix weights are
+    replaced by the learnable ones when the tower has them. The backbone is not written: it is
+    always the pretrained package's."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    config = config or tower.config
+    if tower.mix_weights is not None:
+        mix, mix_low_res = (float(x) for x in tower.mix_weights.detach())
+        config = replace(config, mix=mix, mix_low_res=mix_low_res)
+    tensors = {"class_embeddings": tower.class_embeddings, "low_res_log_prior": tower.low_res_log_prior}
+    if tower.head is not None:
+        tensors.update({"head.weight": tower.head.weight, "head.bias": tower.head.bias})
+    if tower.low_res_fc is not None:  # stored, as in the shipped file, as the change to the classifier
+        tensors["low_res_fc.delta"] = tower.low_res_fc.weight - tower.backbone._fc.weight
+    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={**(metadata or {}), "config": config.to_json()})
+    return path
 
 
 def load_image_tower(weights: Path = WEIGHTS) -> LiteImageTower:

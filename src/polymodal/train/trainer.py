@@ -130,6 +130,12 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, progress: bool | None = None, trainable=None, dataset=None):
         config.check()
+        if config.export_name:
+            from polymodal.train.export import check_export_name
+
+            # a bad or reserved name fails now, not after the training; re-running a job replaces
+            # its own earlier export of the same name
+            check_export_name(config.export_name, overwrite=True)
         self.config = config
         self.world = init_world()
         self.out = Path(config.out)
@@ -374,7 +380,7 @@ class Trainer:
             if self.config.export_name:
                 from polymodal.train.export import export_named
 
-                model_dir = str(export_named(self.trainable, self.config.export_name))
+                model_dir = str(export_named(self.trainable, self.config.export_name, overwrite=True))
         barrier(self.world)
         return model_dir, name
 
