@@ -1,0 +1,259 @@
+"""Train the injection classifier and fit the judge; or evaluate the shipped ones.
+
+    python scripts/train_injection_classifier.py              # train, fit, save, evaluate
+    python scripts/train_injection_classifier.py --evaluate   # evaluate the shipped files only
+
+1. Build the data set (`polymodal.guard.dataset.build_dataset`, deterministic) and its features
+   (MiniLM sentence embeddings of `load_embedder("lite")` + hashed character n-grams), cached by
+   the data set's digest in $POLYMODAL_CACHE or ~/.cache/polymodal.
+2. Fit the logistic regression (`classifier.fit`) on the train split for each L2 strength of a
+   small grid; keep the one with the best validation recall at <= --max-fpr false positives.
+3. On the validation split: fit the judge's 2-feature logistic (logit of the model score, rule
+   score), then the thresholds (judge, and classifier alone for the report) that keep benign
+   false positives <= --max-fpr.
+4. Save guard/data/injection_classifier.safetensors + .json (weights, judge parameters, data
+   digest, validation figures).
+5. Report recall and false-positive rate per language and technique for rules alone, the
+   classifier alone and the judge, on the test split (templates never seen in training) and on
+   the hand-written out-of-distribution list, clean and with OCR-like noise; plus the false-
+   positive rate on real captions (coco-mini and flickr8k-subset, English) when ../shared/data is
+   there. Evaluation runs the real `judge_texts` path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from polymodal.guard import classifier as C  # noqa: E402
+from polymodal.guard.dataset import LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, ood_examples  # noqa: E402
+from polymodal.guard.judge import _logit, judge_texts  # noqa: E402
+from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: E402
+
+# (l2 of the n-gram block, l2 of the MiniLM block). Measured on validation (recall at 2% FPR, data
+# set v2): n-grams only 0.818 (v1), both blocks with one l2=1e-5 0.637 (v1), l2_dense 1e-3 0.800,
+# 1e-2 0.797; l2 1e-4..3e-3 were worse (0.57..0.45, v1). Pass --l2/--l2-dense lists to search again.
+L2_GRID = ((1e-5, 1e-3),)
+SHARED = REPO.parent / "shared" / "data"
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features, cached
+
+def cached_features(examples, *, use_cache: bool = True) -> C.Features:
+    """Features of `examples`; the sentence embeddings are cached per text (blake2b key) in
+    $POLYMODAL_CACHE or ~/.cache/polymodal, so editing the data set re-embeds only new texts."""
+    texts = [e.text for e in examples]
+    cache = Path(os.environ.get("POLYMODAL_CACHE") or Path.home() / ".cache" / "polymodal") / "guard-minilm-v1.npz"
+    keys = np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+                     for t in texts], np.int64)
+    known: dict[int, np.ndarray] = {}
+    if use_cache and cache.is_file():
+        z = np.load(cache)
+        known = dict(zip(z["keys"].tolist(), z["dense"]))
+    missing = [i for i, k in enumerate(keys.tolist()) if k not in known]
+    if missing:
+        t = time.time()
+        vectors = C.dense_features([texts[i] for i in missing])
+        log(f"embedded {len(missing)} texts in {time.time() - t:.0f} s")
+        known.update(zip(keys[missing].tolist(), vectors))
+        if use_cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, keys=np.array(list(known), np.int64), dense=np.stack(list(known.values())))
+    dense = np.stack([known[k] for k in keys.tolist()]).astype(np.float32)
+    return C.Features(dense, *C.hashed_features(texts))
+
+
+def targets(examples) -> tuple[np.ndarray, np.ndarray]:
+    y = np.array([e.label for e in examples], np.float64)
+    t = np.array([[float(label in e.techniques) for label in LABELS] for e in examples])
+    return y, t
+
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds and the judge's combiner
+
+def threshold_at_fpr(benign_scores: np.ndarray, max_fpr: float) -> float:
+    """The smallest threshold (flag when score >= threshold) with at most max_fpr of the benign
+    scores at or above it: just above the (k+1)-th highest benign score, k = floor(max_fpr * n)."""
+    s = np.sort(np.asarray(benign_scores, np.float64))[::-1]
+    k = int(np.floor(max_fpr * len(s) + 1e-9))
+    if k >= len(s):
+        return float(s[-1])
+    return float(np.nextafter(s[k], np.inf))
+
+
+def recall_at_fpr(scores: np.ndarray, y: np.ndarray, max_fpr: float) -> float:
+    t = threshold_at_fpr(scores[y == 0], max_fpr)
+    return float((scores[y == 1] >= t).mean())
+
+
+def fit_combiner(model_p: np.ndarray, rule_s: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, steps: int = 50) -> dict:
+    """Class-balanced logistic regression on (logit(model_p), rule_s) by Newton's method
+    (3 parameters; deterministic). Returns {a, b, c}."""
+    x = np.stack([_logit(model_p), rule_s, np.ones_like(rule_s)], 1)        # (N, 3)
+    w_class = np.where(y > 0, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
+    theta = np.zeros(3)
+    reg = np.array([l2, l2, 0.0]) * len(y)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ theta)))
+        grad = x.T @ (w_class * (p - y)) + reg * theta
+        hess = (x * (w_class * p * (1 - p))[:, None]).T @ x + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return {"a": float(theta[0]), "b": float(theta[1]), "c": float(theta[2])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tuple[C.InjectionClassifier, dict]:
+    split = np.array([e.split for e in examples])
+    tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
+    y, t = targets(examples)
+    ftr, fva = feats.subset(tr), feats.subset(va)
+    best = None
+    for l2, l2_dense in l2_grid:
+        t0 = time.time()
+        w = C.fit(ftr, y[tr], t[tr], l2=l2, l2_dense=l2_dense, max_iter=200)
+        model = C.InjectionClassifier(*w, {"hash_dim": C.HASH_DIM, "ngrams": list(C.NGRAMS)})
+        p = model.predict_features(fva).probability
+        r = recall_at_fpr(p, y[va], max_fpr)
+        log(f"l2={l2:g} l2_dense={l2_dense:g}: validation recall {r:.4f} at FPR <= {max_fpr} ({time.time() - t0:.0f} s)")
+        if best is None or r > best[0] + 1e-9:
+            best = (r, (l2, l2_dense), model, p)
+    recall, l2, model, p_val = best
+    rule_val = np.array([scan_text(examples[i].text).score for i in va])
+    params = fit_combiner(p_val, rule_val, y[va])
+    z_val = params["a"] * _logit(p_val) + params["b"] * rule_val + params["c"]
+    params["z_threshold"] = threshold_at_fpr(z_val[y[va] == 0], max_fpr)
+    model_threshold = threshold_at_fpr(p_val[y[va] == 0], max_fpr)
+    judged = z_val >= params["z_threshold"]
+    info = {"l2": l2[0], "l2_dense": l2[1], "max_fpr": max_fpr, "validation": {
+        "model_recall": recall, "judge_recall": float(judged[y[va] == 1].mean()),
+        "judge_fpr": float(judged[y[va] == 0].mean()), "n": int(len(va))}}
+    model.config.update({"judge": params, "model_threshold": model_threshold, "training": info})
+    return model, info
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+def _rate(flags: list[bool]) -> str:
+    return f"{sum(flags) / len(flags):.3f} ({sum(flags)}/{len(flags)})" if flags else "-"
+
+
+def evaluate(examples, model: C.InjectionClassifier, name: str) -> dict:
+    """Recall (injections) and FPR (benign) of rules / classifier / judge, per language and technique."""
+    t0 = time.time()
+    judgements = judge_texts([e.text for e in examples], classifier=model)
+    t_model = model.config["model_threshold"]
+    per = defaultdict(lambda: {"rules": [], "model": [], "judge": []})
+    tech_ok = []
+    for e, j in zip(examples, judgements):
+        flags = {"rules": j.rule_score >= DEFAULT_THRESHOLD, "model": j.model_score >= t_model, "judge": j.flagged}
+        keys = [("all", "all"), (e.language, "all")]
+        if e.label:
+            keys += [("all", e.category), (e.language, e.category)]
+            if j.flagged:
+                tech_ok.append(e.category in j.techniques)
+        for key in keys:
+            for k, v in flags.items():
+                per[(e.label,) + key][k].append(v)
+    result = {"set": name, "n": len(examples), "seconds": round(time.time() - t0, 1), "rows": [],
+              "technique_named": sum(tech_ok) / len(tech_ok) if tech_ok else None}
+    print(f"\n== {name}: {len(examples)} texts "
+          f"({sum(e.label for e in examples)} injections, {sum(1 - e.label for e in examples)} benign)")
+    print(f"{'':4}{'language':9}{'technique':18}{'rules':>20}{'classifier':>20}{'judge':>20}")
+    for label, what in ((1, "recall"), (0, "false positives")):
+        print(f"  {what}")
+        for lang in ("all",) + LANGUAGES:
+            for tech in ("all",) + (TECHNIQUES if label else ()):
+                flags = per.get((label, lang, tech))
+                if not flags:
+                    continue
+                print(f"{'':4}{lang:9}{tech:18}{_rate(flags['rules']):>20}{_rate(flags['model']):>20}{_rate(flags['judge']):>20}")
+                result["rows"].append({"metric": what, "language": lang, "technique": tech, "n": len(flags["judge"]),
+                                       **{k: sum(v) / len(v) for k, v in flags.items()}})
+    if tech_ok:
+        print(f"  flagged injections whose core technique is named: {result['technique_named']:.3f}")
+    return result
+
+
+def caption_examples():
+    """Real English captions (benign) from ../shared/data, when present."""
+    from polymodal.guard.dataset import Example
+
+    out = []
+    for folder in ("coco-mini", "flickr8k-subset"):
+        path = SHARED / folder / "captions.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    out.append(Example(json.loads(line)["caption"], 0, "en", (), "caption", folder, "captions"))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--evaluate", action="store_true", help="evaluate the shipped classifier; do not train")
+    ap.add_argument("--out", type=Path, default=C.WEIGHTS, help="where to write the weights (.safetensors; .json beside)")
+    ap.add_argument("--max-fpr", type=float, default=0.02, help="false-positive budget on benign validation texts")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-family", type=int, default=24)
+    ap.add_argument("--benign-per-family", type=int, default=40)
+    ap.add_argument("--l2", type=float, nargs="+", help="l2 values of the n-gram block to search")
+    ap.add_argument("--l2-dense", type=float, nargs="+", help="l2 values of the MiniLM block to search")
+    ap.add_argument("--no-cache", action="store_true", help="recompute the features")
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--report", type=Path, help="also write the evaluation as JSON here")
+    args = ap.parse_args(argv)
+
+    examples = build_dataset(seed=args.seed, per_family=args.per_family, benign_per_family=args.benign_per_family)
+    digest = dataset_digest(examples)
+    log(f"data set {digest}: {len(examples)} examples")
+    if args.evaluate:
+        model = C.InjectionClassifier.load(args.out)
+        if model.config.get("dataset") != digest:
+            log(f"note: the weights were trained on data set {model.config.get('dataset')}, this is {digest}")
+    else:
+        feats = cached_features(examples, use_cache=not args.no_cache)
+        grid = [(a, b) for a in args.l2 or [L2_GRID[0][0]] for b in args.l2_dense or [L2_GRID[0][1]]]
+        if not args.l2 and not args.l2_dense:
+            grid = list(L2_GRID)
+        model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid)
+        model.config.update({"dataset": digest, "seed": args.seed})
+        model.save(args.out)
+        log(f"saved {args.out} ({args.out.stat().st_size // 1024} KB): {json.dumps(info)}")
+    if args.skip_eval:
+        return 0
+    reports = [evaluate([e for e in examples if e.split == "test"], model, "test split (unseen template families)")]
+    for noise in ("clean", "light", "heavy"):
+        reports.append(evaluate(ood_examples(noise=noise, seed=args.seed), model, f"hand-written OOD list, noise={noise}"))
+    captions = caption_examples()
+    if captions:
+        reports.append(evaluate(captions, model, "real captions (coco-mini + flickr8k-subset), benign"))
+    if args.report:
+        args.report.write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

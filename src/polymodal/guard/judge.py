@@ -1,0 +1,142 @@
+"""The injection judge: is this text (OCR'd from an image, or read from its metadata) an
+instruction aimed at a model? Combines the rule layer (`rules.scan_text`) with the learned
+classifier (`classifier.InjectionClassifier`).
+
+How the two are combined (fitted by scripts/train_injection_classifier.py on the validation
+split, which the classifier never trained on, and stored in the classifier's config JSON):
+
+    z     = a * logit(model_score) + b * rule_score + c          (a 2-feature logistic regression)
+    score = sigmoid(z - z_threshold)
+
+`z_threshold` is the smallest value that keeps false positives on the benign validation texts at
+or below the chosen rate (2%), so `flagged = score >= 0.5` is the operating point; the score is
+monotone in both inputs. Long texts (a page of OCR) are cut into windows of whole lines and the
+model score is the maximum over windows, so one malicious paragraph is not diluted by the rest;
+the rules always see the whole text.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from polymodal.errors import InvalidInputError
+from polymodal.guard.classifier import InjectionClassifier, check_texts, default_classifier
+from polymodal.guard.rules import LABELS, Match, scan_text
+
+__all__ = ["WINDOW_CHARS", "Judgement", "combine", "judge_text", "judge_texts", "windows"]
+
+WINDOW_CHARS = 400  # about 100 MiniLM tokens of English, well inside its 256-token context
+
+
+@dataclass
+class Judgement:
+    score: float                  # 0..1; >= 0.5 is flagged (the threshold is built in, see module doc)
+    flagged: bool
+    techniques: list[str]         # labels of rules.LABELS; empty when not flagged
+    rule_score: float             # rules.scan_text score, 0..1
+    model_score: float            # classifier P(injection), max over windows, 0..1
+    matches: list[Match] = field(default_factory=list)   # the rule matches (spans into the text)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for m in d["matches"]:
+            m["span"] = list(m["span"])
+        return d
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def combine(rule_score, model_score, params: dict) -> np.ndarray:
+    """The judge score from rule and model scores (arrays or floats) with fitted `params`
+    (keys a, b, c, z_threshold)."""
+    z = params["a"] * _logit(model_score) + params["b"] * np.asarray(rule_score, np.float64) + params["c"]
+    return 1.0 / (1.0 + np.exp(-(z - params["z_threshold"])))
+
+
+def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
+    """`text` itself when short, else overlapping windows of whole lines (each window starts with
+    the previous window's last line) of at most about `size` characters; a single over-long line
+    is cut at spaces."""
+    if len(text) <= size:
+        return [text]
+    lines = []
+    for line in text.splitlines():
+        while len(line) > size:  # one long paragraph: cut near `size` at a space when there is one
+            cut = line.rfind(" ", size // 2, size)
+            cut = cut if cut > 0 else size
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    lines = [ln for ln in lines if ln.strip()]
+    out, current = [], []
+    for line in lines:
+        if current and sum(len(x) + 1 for x in current) + len(line) > size:
+            out.append("\n".join(current))
+            current = current[-1:] if len(current[-1]) + len(line) < size else []
+        current.append(line)
+    if current:
+        out.append("\n".join(current))
+    return out or [text]
+
+
+def _model_scores(texts: list[str], classifier: InjectionClassifier) -> tuple[np.ndarray, np.ndarray]:
+    """Max P(injection) over each text's windows, and the technique probabilities of that window."""
+    owner, pieces = [], []
+    for i, text in enumerate(texts):
+        for piece in windows(text):
+            owner.append(i)
+            pieces.append(piece)
+    with warnings.catch_warnings():  # windows fit the context; a pathological line may not, harmlessly
+        warnings.simplefilter("ignore")
+        out = classifier.predict_features(classifier.featurize(pieces))
+    best = np.full(len(texts), -1.0)
+    techniques = np.zeros((len(texts), len(LABELS)))
+    for k, i in enumerate(owner):
+        if out.probability[k] > best[i]:
+            best[i], techniques[i] = out.probability[k], out.techniques[k]
+    return best, techniques
+
+
+def judge_texts(texts, *, classifier: InjectionClassifier | None = None) -> list[Judgement]:
+    """Judge a list of non-empty strings in one batch; InvalidInputError names a bad item."""
+    texts = check_texts(texts)
+    if not texts:
+        return []
+    classifier = classifier or default_classifier()
+    params = classifier.config.get("judge") or {}
+    _check_params(params)
+    rules = [scan_text(t) for t in texts]
+    model, technique_p = _model_scores(texts, classifier)
+    scores = combine([r.score for r in rules], model, params)
+    out = []
+    for r, m, tp, s in zip(rules, model, technique_p, scores):
+        flagged = bool(s >= 0.5)
+        techniques: list[str] = []
+        if flagged:
+            named = set(r.labels) | {label for label, p in zip(LABELS, tp) if p >= 0.5}
+            techniques = [label for label in LABELS if label in named] or [LABELS[int(np.argmax(tp))]]
+        out.append(Judgement(round(float(s), 4), flagged, techniques, float(r.score), round(float(m), 4), r.matches))
+    return out
+
+
+def judge_text(text: str, *, classifier: InjectionClassifier | None = None) -> Judgement:
+    """Judge one text, e.g. `judge_text("Ignore all previous instructions").flagged` -> True."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"judge_text needs a string, got a {type(text).__name__}: pass the text itself")
+    if not text.strip():
+        raise InvalidInputError(f"judge_text needs a non-empty text, got {text!r}: skip empty OCR results")
+    return judge_texts([text], classifier=classifier)[0]
+
+
+def _check_params(params: dict) -> None:
+    for key in ("a", "b", "c", "z_threshold"):
+        if not isinstance(params.get(key), (int, float)) or not math.isfinite(params[key]):
+            raise InvalidInputError(f"judge parameter {key!r} is {params.get(key)!r}; retrain with "
+                                    "scripts/train_injection_classifier.py")
