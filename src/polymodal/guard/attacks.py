@@ -269,14 +269,19 @@ _RENDERERS = {"visible": _visible, "small_corner": _small_corner, "low_contrast"
               "metadata": _metadata}
 
 
-def render(technique: str, canary: str, *, seed: int = 0, base_image=None):
+def render(technique: str, canary: str, *, seed: int = 0, base_image=None, instruction: str | None = None):
     """(clean, attacked, case) for one technique; `clean` is the same image without the
-    injection (a benign scene for metadata), `attacked` is None when the technique is skipped."""
+    injection (a benign scene for metadata), `attacked` is None when the technique is skipped.
+    `instruction` replaces the technique's own text ("{canary}" in it is filled in); benchmarks
+    use it to hide many different texts, benign ones included."""
     if technique not in _RENDERERS:
-        raise ValueError(f"unknown technique {technique!r}; expected one of {', '.join(TECHNIQUES)}")
+        from polymodal.errors import InvalidInputError
+
+        raise InvalidInputError(f"unknown technique {technique!r}; expected one of {', '.join(TECHNIQUES)}")
     rng = np.random.default_rng([seed, TECHNIQUES.index(technique)])
     clean = _base(rng, [base_image] if base_image is not None else None, 0)
-    case = AttackCase(technique, None, canary, _INSTRUCTIONS[technique].format(canary=canary), seed)
+    text = (instruction if instruction is not None else _INSTRUCTIONS[technique]).replace("{canary}", canary)
+    case = AttackCase(technique, None, canary, text, seed)
     attacked = _RENDERERS[technique](clean, case.instruction, rng, case)
     if attacked is not None and case.channel in ("pixels", "qr"):
         case.box = _ink_box(clean, attacked)
