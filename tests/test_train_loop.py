@@ -211,3 +211,18 @@ def test_export_name_registers_the_model_everywhere(pairs, tmp_path, monkeypatch
     assert main(["models", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert any(r["name"] == "shapes-v1" and r.get("exported") for r in rows)
+
+
+def test_zeroshot_accuracy_is_evaluated_during_training(pairs, tmp_path):
+    from pathlib import Path
+
+    folders = tmp_path / "classes"
+    for i, line in enumerate(Path(pairs).read_text().splitlines()[:8]):
+        row = json.loads(line)
+        label = row["caption"].split()[1]  # the colour
+        (folders / label).mkdir(parents=True, exist_ok=True)
+        (folders / label / f"{i}.png").write_bytes((Path(pairs).parent / row["image"]).read_bytes())
+    result = train(config(pairs, tmp_path / "run", epochs=1, zeroshot=str(folders), zeroshot_per_class=2))
+    accuracy = result.evaluations[-1]["zeroshot/top1"]
+    assert 0.0 <= accuracy <= 1.0
+    assert any(r["metric"] == "zeroshot/top1" for r in read_metrics(tmp_path / "run"))

@@ -233,7 +233,7 @@ class Trainer:
                 from polymodal.eval.zeroshot import evaluate_zeroshot
 
                 result = evaluate_zeroshot(embedder, cfg.zeroshot, per_class=cfg.zeroshot_per_class)
-                metrics["zeroshot/top1"] = float(result["top1"])
+                metrics["zeroshot/top1"] = float(result["accuracy"])
             self.trainable.train()
         barrier(self.world)
         return metrics
