@@ -98,13 +98,12 @@ def test_cli_train_learns_logs_checkpoints_and_exports(pairs, tmp_path):
 
 
 def test_learned_model_matches_captions_better_than_chance(pairs, tmp_path):
-    result = train(config(pairs, tmp_path / "run", epochs=15, lr=3e-3, val_data=pairs, log_every=10))
-    final = result.evaluations[-1]
-    # 32 images, 32 captions that are 8 distinct strings: chance R@5 for text-to-image is 5/32 per
-    # query at best when 4 images share a caption... so compare against the untrained model instead
-    first = result.evaluations[0]
-    assert final["val/text_to_image_R@5"] > first["val/text_to_image_R@5"] or final["val/text_to_image_R@5"] == 1.0
-    assert final["val/text_to_image_R@5"] >= 0.5
+    # 32 images, 8 distinct captions (4 images each, differing only in background): retrieval on
+    # the training pairs themselves checks the evaluation path and that learning moves it.
+    # Chance R@5 is 5/32; a model that learned colour and shape ranks the 4 look-alikes first.
+    result = train(config(pairs, tmp_path / "run", epochs=12, lr=3e-3, val_data=pairs, log_every=10, eval_every=24))
+    assert [e["step"] for e in result.evaluations] == [24, 48]
+    assert result.evaluations[-1]["val/text_to_image_R@5"] >= 0.5
 
 
 def test_interrupted_run_resumes_to_the_same_weights(pairs, tmp_path, monkeypatch):
