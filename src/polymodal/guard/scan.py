@@ -77,9 +77,11 @@ def _name(source) -> str:
 def group_lines(findings) -> list[list[int]]:
     """Indices of pixel findings grouped into blocks of nearby lines, each in reading order.
 
-    Two lines join a block when the vertical gap between them is under 1.5 line heights and they
-    overlap horizontally (a paragraph, a wrapped instruction). Blocks of one line are dropped:
-    the line is already judged alone."""
+    Two lines join a block when the vertical gap between them is under 0.75 line heights and they
+    overlap horizontally (a paragraph, a wrapped instruction); a wider gap is a paragraph break,
+    so unrelated paragraphs of a page are not judged as one text (joining a page's paragraphs
+    made ordinary business text score as an injection). Blocks of one line are dropped: the line
+    is already judged alone."""
     boxed = [i for i, f in enumerate(findings) if f.box is not None and f.source.startswith("ocr")]
     boxed.sort(key=lambda i: (findings[i].box[1], findings[i].box[0]))
     blocks: list[list[int]] = []
@@ -88,7 +90,7 @@ def group_lines(findings) -> list[list[int]]:
         for block in blocks:
             bx0, by0, bx1, by1 = findings[block[-1]].box
             height = max(by1 - by0, y1 - y0, 1)
-            if y0 - by1 < 1.5 * height and min(x1, bx1) > max(x0, bx0) and y0 >= by0:
+            if y0 - by1 < 0.75 * height and min(x1, bx1) > max(x0, bx0) and y0 >= by0:
                 block.append(i)
                 break
         else:
