@@ -141,11 +141,13 @@ def select_squeezers(encoder, photos_span: tuple[int, int], log) -> dict:
     photos = flickr_order()[photos_span[0]:photos_span[1]]
     detector = SqueezeDetector(encoder, squeezers=CANDIDATE_SQUEEZERS, threshold=1.0)
     kinds = {}
-    for kind, batch in (("photos", encoder.prepare(photos)), ("thumbnails", encoder.prepare([thumbnail(p) for p in photos]))):
+    views = (("photos", encoder.prepare(photos)), ("thumbnails", encoder.prepare([thumbnail(p) for p in photos])))
+    for kind, batch in views:
         start = time.perf_counter()
         own = best_texts(encoder, batch, detector.texts).squeeze(1).numpy()
         run = attack_batch(encoder, batch, detector.texts, own, Budget("linf", 2 / 255), steps=10)
-        kinds[kind] = (detector.distances(batch), detector.distances(run.adversarial.select(np.flatnonzero(run.success))))
+        broken = run.adversarial.select(np.flatnonzero(run.success))
+        kinds[kind] = (detector.distances(batch), detector.distances(broken))
         log(f"  {kind}: PGD success {run.row.success_rate:.2f} ({time.perf_counter() - start:.0f} s)")
 
     def measure(columns) -> dict:
@@ -209,7 +211,8 @@ def main(argv=None) -> int:
 
     began, began_cpu = time.perf_counter(), time.process_time()
     encoder = pixel_encoder(args.model)
-    report = {"command": "python benchmarks/adversarial_robustness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    given = argv if argv is not None else sys.argv[1:]
+    report = {"command": " ".join(["python benchmarks/adversarial_robustness.py", *given]),
               "machine": {**machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
               "model": encoder.name, "steps": args.steps, "calibration": args.calibration,
               "squeezers": list(DEFAULT_SQUEEZERS)}
@@ -232,7 +235,8 @@ def main(argv=None) -> int:
     if defence_label in pgd_runs:
         run = pgd_runs[defence_label]
         report["cifar"]["defences"] = [r.to_dict() for r in
-                                       evaluate_defences(encoder, batch, run.attacked, run.adversarial, texts, true, DEFENCES)]
+                                       evaluate_defences(encoder, batch, run.attacked, run.adversarial, texts, true,
+                                                         DEFENCES)]
 
     # Thresholds come from clean held-out Flickr photos (`--calibration`), which lite never trained
     # on: its training photos give systematically lower scores (the head fitted them), and a
@@ -312,7 +316,8 @@ def print_report(r: dict) -> None:
         part = r[key]
         metric = "acc" if key == "cifar" else "R@1"
         print(f"\n{title}: attack success rate on images right when clean; {metric} over all images after the attack")
-        print(f"{'attack':<6} {'goal':<10} {'budget':<12} {'attacked':>8} {'success':>8} {'float':>7} {metric:>6} {'wall s':>7} {'CPU s':>6}")
+        print(f"{'attack':<6} {'goal':<10} {'budget':<12} {'attacked':>8} {'success':>8} {'float':>7} {metric:>6} "
+              f"{'wall s':>7} {'CPU s':>6}")
         for row in part["rows"]:
             print(f"{row['attack']:<6} {row['goal']:<10} {row['budget']:<12} {row['attacked']:>8} "
                   f"{row['success_rate']:>8.1%} {row['success_rate_float']:>7.1%} {row['accuracy']:>6.1%} "
@@ -323,17 +328,21 @@ def print_report(r: dict) -> None:
             for d in part["defences"]:
                 print(f"{d['transform']:<11} {d['clean_accuracy']:>7.1%} {d['adversarial_accuracy']:>12.1%} "
                       f"{d['recovered']:>10.1%} {d['broken']:>7}")
-        tables = [("detection", "the default label set (80 COCO categories)" if key == "flickr" else "the CIFAR labels")]
+        default = "the default label set (80 COCO categories)" if key == "flickr" else "the CIFAR labels"
+        tables = [("detection", default)]
         if key == "flickr":
-            tables.append(("detection_caption_labels", "the 200 captions as the label set"))
+            tables.append(("detection_caption_labels", f"the {part['captions']} captions as the label set"))
         where = (f"thresholds for 5% false alarms on clean Flickr {r['calibration']} "
-                 + ("thumbnails" if key == "cifar" else f"photos; measured on Flickr {part.get('detection_images', '')}"))
+                 + ("thumbnails" if key == "cifar"
+                    else f"photos; measured on Flickr {part.get('detection_images', '')}"))
         for field, labels in tables:
             print(f"\nfeature-squeezing detection, {key}, {labels}; {where}")
-            print(f"{'budget':<12} {'threshold':>9} {'false alarms':>13} {'of':>4} {'detected':>9} {'of':>4} {'ROC AUC':>8}")
+            print(f"{'budget':<12} {'threshold':>9} {'false alarms':>13} {'of':>4} {'detected':>9} {'of':>4} "
+                  f"{'ROC AUC':>8}")
             for d in part[field]:
                 print(f"{d['budget']:<12} {d['threshold']:>9.3f} {d['false_alarm_rate']:>13.1%} {d['clean_images']:>4} "
                       f"{d['detection_rate']:>9.1%} {d['adversarial_images']:>4} {d['roc_auc']:>8.3f}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

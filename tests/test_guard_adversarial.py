@@ -328,6 +328,24 @@ def test_lite_gradient_path_agrees_with_its_onnx_path(lite):
     assert np.abs(grad_path - lite.embedder.encode_images(paths)).max() < 1e-4
 
 
+def test_lite_detector_uses_the_recorded_threshold_only_with_the_defaults(lite):
+    from polymodal.guard.squeeze import CALIBRATED
+
+    assert SqueezeDetector(lite).threshold == CALIBRATED["lite"]
+    assert SqueezeDetector(lite, ["cat", "dog"], templates="simple").threshold is None
+
+
+@pytest.mark.slow
+def test_recorded_lite_threshold_is_reproduced():
+    """CALIBRATED['lite'] is what calibration on the held-out Flickr photos 600-699 gives."""
+    from polymodal.eval.retrieval import read_captions
+    from polymodal.guard.squeeze import CALIBRATED
+
+    data = read_captions(shared_data("flickr8k-subset") / "captions.jsonl", slice(600, 700))
+    detector = SqueezeDetector(pixel_encoder("lite"), threshold=0.0)
+    assert detector.calibrate(data.images) == pytest.approx(CALIBRATED["lite"], abs=2e-3)
+
+
 @pytest.mark.slow
 def test_pgd_breaks_lite_on_cifar_and_squeezing_notices(lite):
     paths, true = _cifar(2)

@@ -328,7 +328,8 @@ def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> to
     return (clean + delta).clamp(0.0, 1.0)
 
 
-def _gradient(encoder: PixelEncoder, x: torch.Tensor, objective: Objective, low_res) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradient(encoder: PixelEncoder, x: torch.Tensor, objective: Objective,
+              low_res) -> tuple[torch.Tensor, torch.Tensor]:
     """(d loss / d x, features of x). autograd.grad computes only the input's gradient: no weight
     gradients are formed or accumulated in the model."""
     x = x.detach().requires_grad_(True)
@@ -373,7 +374,10 @@ def pgd(encoder: PixelEncoder, pixels: torch.Tensor, objective: Objective, *, ep
     alpha = 2.5 * eps / steps if step_size is None else float(step_size)
     clean = pixels.detach()
     low_res = None if low_res is None else np.asarray(low_res, dtype=bool)
-    x = random_start(clean, eps, norm, torch.Generator().manual_seed(seed)) if random_init and eps > 0 else clean.clone()
+    if random_init and eps > 0:
+        x = random_start(clean, eps, norm, torch.Generator().manual_seed(seed))
+    else:
+        x = clean.clone()
     active = torch.ones(len(x), dtype=torch.bool)
     for _ in range(steps):
         rows = active.nonzero().squeeze(1)

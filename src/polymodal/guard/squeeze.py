@@ -64,7 +64,9 @@ FALSE_ALARM = 0.05
 # from `benchmarks/adversarial_robustness.py` ("calibrated_threshold"): clean held-out Flickr photos
 # 600-699, which the model never trained on (its own training photos score lower and would set a
 # threshold that raises false alarms elsewhere). Other models or label sets: `calibrate`.
-CALIBRATED: dict[str, float] = {}
+# lite: false alarms measured on the other held-out photos 700-799 were 15%, not 5% -- scores pile up
+# near the maximum 2 (lite's sharp softmax flips its top label), so the quantile moves a lot.
+CALIBRATED: dict[str, float] = {"lite": 1.8581}
 
 
 # ----------------------------------------------------------------------------------------------
