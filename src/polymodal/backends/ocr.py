@@ -192,14 +192,9 @@ class OcrEngine:
 
 
 def _session(ort, path: str, threads: int):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    from polymodal.backends.onnx import cpu_session_options
+
+    return ort.InferenceSession(path, sess_options=cpu_session_options(ort, threads), providers=["CPUExecutionProvider"])
 
 
 _ENGINES: dict[int, OcrEngine] = {}

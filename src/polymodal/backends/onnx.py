@@ -298,16 +298,23 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _session(ort, file: Path, threads: int, input_name: str, dim: int):
+def cpu_session_options(ort, threads: int):
+    """ONNX Runtime options for CPU inference beside other work: all graph optimisations, one
+    sequential executor with `threads` intra-op threads, and no spinning. Images are decoded (or
+    OCR'd) in worker threads while a model runs: pool threads that spin while idle would take
+    those cores from them."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # Images are decoded in worker threads while the model runs: pool threads that spin while
-    # idle would take those cores from the decoders.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    return options
+
+
+def _session(ort, file: Path, threads: int, input_name: str, dim: int):
+    options = cpu_session_options(ort, threads)
     try:
         session = ort.InferenceSession(str(file), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
