@@ -203,3 +203,60 @@ def test_wrong_key_asks_again(server, browser):
         expect(page.locator("#collection")).to_have_value("photos")
     finally:
         context.close()
+
+
+def test_check_an_image_page(server, browser, tmp_path, capsys):
+    """The "Check an image" view: an injection drawn into an image and a model answer that obeyed it
+    give a "block" verdict, its reason, the text outlined on the image and listed in the table."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    from playwright.sync_api import expect
+
+    from polymodal.guard.attacks import generate_attacks
+
+    case = next(c for c in generate_attacks(tmp_path / "attacks", seed=5) if c.technique == "visible")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(15_000)
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and "401" not in msg.text and problems.append(msg.text))
+    try:
+        page.goto(server["url"] + "/")
+        page.evaluate(f"localStorage.setItem('polymodal.apiKey', {KEY!r})")
+        page.goto(server["url"] + "/#check")
+        page.reload()  # a fresh load of the view's address opens it, with the key already saved
+        expect(page.locator("#guard-view")).to_be_visible()
+        expect(page.locator("#search-view")).to_be_hidden()
+        expect(page.locator("#tab-guard")).to_have_attribute("aria-current", "page")
+
+        page.click("#guard-go")  # nothing chosen yet: a message, no request
+        expect(page.locator("#guard-status")).to_contain_text("Choose an image first")
+
+        page.set_input_files("#guard-file", case.path)
+        page.fill("#guard-prompt", "What is in this picture?")
+        page.fill("#guard-answer", f"A street scene. {case.canary}")
+        page.click("#guard-go")
+        # The first analysis loads the OCR engine and the default model: allow for a loaded machine.
+        expect(page.locator("#guard-verdict")).to_have_attribute("data-verdict", "block", timeout=180_000)
+        expect(page.locator("#guard-reasons")).to_contain_text("carries out an instruction")
+        expect(page.locator("#guard-status")).to_contain_text("Checked in")
+        assert page.locator("#guard-boxes rect.flagged").count() >= 1
+        rows = page.locator("#guard-findings tbody tr.flagged")
+        assert rows.count() >= 1
+        found = "".join(ch for ch in " ".join(rows.all_text_contents()) if ch.isalnum())
+        assert "".join(ch for ch in case.canary if ch.isalnum()) in found
+        page.wait_for_function("() => document.querySelector('#guard-image').naturalWidth > 0")
+        # The outline sits over the image: the SVG spans the displayed image exactly.
+        img, svg = page.locator("#guard-image").bounding_box(), page.locator("#guard-boxes").bounding_box()
+        assert all(abs(img[k] - svg[k]) < 1.5 for k in ("x", "y", "width", "height")), (img, svg)
+        shot = tmp_path / "polymodal-web-check.png"
+        page.screenshot(path=str(shot), full_page=True)
+        with capsys.disabled():
+            print(f"\nscreenshot of the check-an-image page: {shot}")
+
+        page.click("#tab-search")  # back to search; the view and the address follow
+        expect(page.locator("#search-view")).to_be_visible()
+        expect(page.locator("#guard-view")).to_be_hidden()
+        assert not page.url.endswith("#check")
+        assert not problems, problems
+    finally:
+        page.close()

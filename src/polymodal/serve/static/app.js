@@ -1,7 +1,9 @@
-// The polymodal web page: search a collection by text or image, browse hits, inspect items.
-// Plain JavaScript, no build step. The API key (when the server asks for one) lives in
+// The polymodal web page: search a collection by text or image, browse hits, inspect items; and
+// check an image for attacks (guard.js). Plain JavaScript modules, no build step. The API key (when the server asks for one) lives in
 // localStorage and travels only in the X-API-Key header: images are fetched with it and shown
 // through blob: URLs, so the key never appears in a URL.
+
+import { setupGuard } from "./guard.js";
 
 const KEY_STORE = "polymodal.apiKey";
 const COLLECTION_STORE = "polymodal.collection";
@@ -21,6 +23,7 @@ const ui = {
   keyError: $("key-error"), keyCancel: $("key-cancel"), keyForget: $("key-forget"),
   fPath: $("f-path"), fType: $("f-type"), fSince: $("f-since"), fUntil: $("f-until"), fK: $("f-k"),
   fThreshold: $("f-threshold"), fImageWeight: $("f-image-weight"),
+  tabSearch: $("tab-search"), tabGuard: $("tab-guard"), searchView: $("search-view"), guardView: $("guard-view"),
 };
 
 const state = {
@@ -189,6 +192,7 @@ ui.drop.addEventListener("drop", (event) => {
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());
 document.addEventListener("paste", (event) => {
+  if (ui.searchView.hidden) return; // the guard view takes its own pastes
   const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
   if (file) setQueryFile(file);
 });
@@ -412,6 +416,28 @@ ui.openFile.addEventListener("click", async () => {
     say(error.message, true);
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Views: search, and "check an image" (guard.js)
+
+function showView(name) {
+  const guard = name === "guard";
+  ui.searchView.hidden = guard;
+  ui.guardView.hidden = !guard;
+  $("picker").style.visibility = guard ? "hidden" : ""; // collections play no part in a check
+  for (const [tab, on] of [[ui.tabSearch, !guard], [ui.tabGuard, guard]]) {
+    if (on) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  history.replaceState(null, "", guard ? "#check" : location.pathname + location.search);
+}
+
+ui.tabSearch.addEventListener("click", () => showView("search"));
+ui.tabGuard.addEventListener("click", () => showView("guard"));
+setupGuard(apiJson);
+const viewOfAddress = () => showView(location.hash === "#check" ? "guard" : "search");
+window.addEventListener("hashchange", viewOfAddress);
+if (location.hash === "#check") viewOfAddress();
 
 // ---------------------------------------------------------------------------------------------
 // Start
