@@ -4,6 +4,7 @@
 // through blob: URLs, so the key never appears in a URL.
 
 import { setupGuard } from "./guard.js";
+import { pickImages } from "./imagepick.js";
 
 const KEY_STORE = "polymodal.apiKey";
 const COLLECTION_STORE = "polymodal.collection";
@@ -168,34 +169,11 @@ function clearQueryFile() {
   ui.file.value = "";
 }
 
-ui.file.addEventListener("change", () => setQueryFile(ui.file.files[0]));
+pickImages({ zone: ui.drop, input: ui.file, isActive: () => !ui.searchView.hidden, onFile: setQueryFile });
 ui.clearImage.addEventListener("click", (event) => { event.stopPropagation(); clearQueryFile(); ui.q.focus(); });
-ui.drop.addEventListener("keydown", (event) => {
-  if (event.target === ui.drop && (event.key === "Enter" || event.key === " ")) {
-    event.preventDefault();
-    ui.file.click();
-  }
-});
-for (const name of ["dragenter", "dragover"]) {
-  ui.drop.addEventListener(name, (event) => { event.preventDefault(); ui.drop.classList.add("over"); });
-}
-for (const name of ["dragleave", "dragend"]) {
-  ui.drop.addEventListener(name, () => ui.drop.classList.remove("over"));
-}
-ui.drop.addEventListener("drop", (event) => {
-  event.preventDefault();
-  ui.drop.classList.remove("over");
-  const file = [...(event.dataTransfer?.files || [])][0];
-  if (file) setQueryFile(file);
-});
 // A file dropped anywhere else must not navigate away from the page.
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());
-document.addEventListener("paste", (event) => {
-  if (ui.searchView.hidden) return; // the guard view takes its own pastes
-  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-  if (file) setQueryFile(file);
-});
 
 // ---------------------------------------------------------------------------------------------
 // Search

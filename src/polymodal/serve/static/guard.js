@@ -3,6 +3,8 @@
 // image) and how each piece was judged. The image is shown from the local File (a blob: URL), so
 // nothing is fetched back from the server.
 
+import { pickImages } from "./imagepick.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const VERDICTS = {
   block: "Block: do not send this to a model",
@@ -38,28 +40,7 @@ export function setupGuard(apiJson) {
     say("Ready: press Check.");
   }
 
-  ui.file.addEventListener("change", () => setFile(ui.file.files[0]));
-  ui.drop.addEventListener("keydown", (event) => {
-    if (event.target === ui.drop && (event.key === "Enter" || event.key === " ")) {
-      event.preventDefault();
-      ui.file.click();
-    }
-  });
-  for (const name of ["dragenter", "dragover"]) {
-    ui.drop.addEventListener(name, (event) => { event.preventDefault(); ui.drop.classList.add("over"); });
-  }
-  for (const name of ["dragleave", "dragend"]) ui.drop.addEventListener(name, () => ui.drop.classList.remove("over"));
-  ui.drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    ui.drop.classList.remove("over");
-    setFile([...(event.dataTransfer?.files || [])][0]);
-  });
-
-  document.addEventListener("paste", (event) => {
-    if ($("guard-view").hidden) return;
-    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-    if (file) setFile(file);
-  });
+  pickImages({ zone: ui.drop, input: ui.file, isActive: () => !$("guard-view").hidden, onFile: setFile });
 
   ui.form.addEventListener("submit", async (event) => {
     event.preventDefault();
