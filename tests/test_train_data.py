@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import multiprocessing
 import tarfile
 import warnings
 from pathlib import Path
@@ -18,7 +20,8 @@ from tests.conftest import shared_data
 from polymodal.errors import InvalidInputError
 from polymodal.media import load_image
 from polymodal.train.augment import center_view
-from polymodal.train.data import BadSampleWarning, PairDataset, ShardStream, expand_shards, make_loader
+from polymodal.train.data import (BadSampleWarning, PairDataset, ShardStream, TrainLoader, expand_shards,
+                                  make_loader)
 
 S = 16  # view size of the synthetic tests: small keeps them fast
 
@@ -264,6 +267,42 @@ def test_make_loader_refuses_bad_arguments(pairs):
         make_loader([1, 2, 3], batch_size=1, image_size=S, seed=0, epoch=0)
 
 
+def worker_pids() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children()}
+
+
+def test_train_loader_keeps_its_workers_across_epochs_and_gives_make_loaders_batches(pairs):
+    # 27 samples, batches of 4: 6 per epoch. The reference is make_loader in this process.
+    reference = {e: epoch_batches(pairs, epoch=e) for e in (0, 1, 2, 5)}
+    before = worker_pids()
+    with TrainLoader(pairs, batch_size=4, image_size=S, seed=5, workers=2) as loader:
+        assert len(loader.epoch(0)) == 6 and worker_pids() == before  # no worker before the first batch
+        assert_same_batches(list(loader.epoch(0)), reference[0])
+        workers = worker_pids() - before
+        assert len(workers) == 2
+        # a caller that stops early (a partial accumulation group at the end of an epoch) ...
+        assert_same_batches(list(itertools.islice(loader.epoch(1), 4)), reference[1][:4])
+        # ... then asks for the next epoch: the two batches in between are dropped, not served
+        assert_same_batches(list(loader.epoch(2)), reference[2])
+        # going back (a repeat) or far ahead (a resume) restarts the pipeline there
+        assert_same_batches(list(loader.epoch(1, start_batch=3)), reference[1][3:])
+        assert_same_batches(list(loader.epoch(5, start_batch=2)), reference[5][2:])
+        assert worker_pids() - before == workers  # the same two processes all along
+        with pytest.raises(InvalidInputError, match="start_batch 7 is past the end of the epoch"):
+            loader.epoch(0, start_batch=7)
+    assert not (worker_pids() & workers)  # closed: the workers have exited
+
+
+def test_train_loader_without_workers_and_its_bad_arguments(pairs):
+    loader = TrainLoader(pairs, batch_size=4, image_size=S, seed=5, workers=0)
+    assert_same_batches([b for e in (3, 4) for b in loader.epoch(e)], epoch_batches(pairs, epoch=3) +
+                        epoch_batches(pairs, epoch=4))
+    with pytest.raises(InvalidInputError, match="PairDataset or a ShardStream"):
+        TrainLoader([1, 2, 3], batch_size=1, image_size=S, seed=0)
+    with pytest.raises(InvalidInputError, match="rank 2 is not below world_size 2"):
+        TrainLoader(pairs, batch_size=4, image_size=S, seed=0, rank=2, world_size=2)
+
+
 # ----------------------------------------------------------------------------------------------
 # WebDataset shards
 
@@ -366,6 +405,14 @@ def test_loader_over_shards_is_resumable_and_worker_independent(shards):
     lengths = stream.with_options(seed=9, epoch=1, world_size=2).rank_lengths()
     assert len(per_rank[0]) == len(per_rank[1]) == min(lengths) // 3
     assert [len(list(loader)) for loader in per_rank] == [min(lengths) // 3] * 2
+
+
+def test_train_loader_over_shards_gives_make_loaders_epochs(shards):
+    # a stream's epoch lives in each worker's copy of it: TrainLoader hands streams to make_loader
+    stream = ShardStream(shards, seed=2)
+    loader = TrainLoader(stream, batch_size=3, image_size=S, seed=2, workers=0)
+    assert len(loader.epoch(1)) == sum(SHARD_SIZES) // 3
+    assert_same_batches(list(loader.epoch(1, start_batch=1)), epoch_batches(stream, batch_size=3, seed=2, epoch=1)[1:])
 
 
 def test_sizes_json_gives_the_shard_lengths(tmp_path):

@@ -8,7 +8,9 @@ Sources:
   library: members grouped by key (`dir/name.jpg` + `dir/name.txt`), shards split across ranks, a
   seeded shuffle buffer, exact resume at a sample position.
 
-`make_loader` gives one epoch of batches for one rank, in DataLoader worker processes. Everything
+`make_loader` gives one epoch of batches for one rank, in DataLoader worker processes;
+`TrainLoader` gives epoch after epoch from one set of worker processes that never idle at an
+epoch boundary (what the trainer uses). Everything
 random is stateless: sample i of epoch e draws its caption and crop from
 `np.random.default_rng((seed, epoch, i))`, and the order of an epoch is a function of
 (seed, epoch). A resumed run therefore sees exactly the samples and crops of the uninterrupted
@@ -37,7 +39,7 @@ from polymodal.errors import InvalidInputError, MediaError
 from polymodal.media import load_image
 from polymodal.train.augment import _transform, center_view, random_resized_crop
 
-__all__ = ["BadSampleWarning", "EpochLoader", "IMAGE_SUFFIXES", "Pair", "PairDataset", "ShardStream",
+__all__ = ["BadSampleWarning", "EpochLoader", "IMAGE_SUFFIXES", "Pair", "PairDataset", "ShardStream", "TrainLoader",
            "expand_shards", "make_loader"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -559,36 +561,49 @@ class _PairViews(Dataset):
 
 
 class _RankBatches(Sampler):
-    """This rank's batches of (epoch, index) keys, from batch `start` on.
+    """This rank's batches of (epoch, index) keys, from batch `start` of epoch `epoch` on.
 
     The epoch's order is a permutation seeded by (seed, epoch), the same on every rank; global
     batch j holds rows [j*G, (j+1)*G) of it (G = batch_size * world_size) and rank r takes rows
     [r*B, (r+1)*B) of each, so the ranks' batches together are the one-process batch of size G.
     Without drop_last the last, partial global batch is split into near-equal contiguous parts; a
     remainder smaller than world_size is dropped so that every rank runs the same number of steps.
+    `endless` runs on into epoch + 1, epoch + 2, ... (each from its batch 0): what TrainLoader's
+    one pipeline across epochs iterates.
     """
 
     def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int,
-                 drop_last: bool, start: int):
+                 drop_last: bool, start: int, endless: bool = False):
         self.n, self.b, self.world, self.rank = n, batch_size, world_size, rank
-        self.seed, self.epoch, self.start = seed, epoch, start
+        self.seed, self.epoch, self.start, self.endless = seed, epoch, start, endless
         g = batch_size * world_size
         self.full = n // g
         rest = n - self.full * g
         self.batches = self.full + (1 if not drop_last and rest >= world_size else 0)
 
     def __len__(self) -> int:
+        if self.endless:
+            raise TypeError("an endless run of epochs has no length")
         return self.batches - self.start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        # epoch and start are read now, not at the first next(): TrainLoader moves them between runs
+        return self._keys(self.epoch, self.start)
+
+    def _keys(self, first_epoch: int, start: int) -> Iterator[list[tuple[int, int]]]:
         g = self.b * self.world
-        for j in range(self.start, self.batches):
-            if j < self.full:
-                rows = order[j * g + self.rank * self.b: j * g + (self.rank + 1) * self.b]
-            else:
-                rows = np.array_split(order[self.full * g:], self.world)[self.rank]
-            yield [(self.epoch, int(i)) for i in rows]
+        epoch = first_epoch
+        while True:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+            for j in range(start if epoch == first_epoch else 0, self.batches):
+                if j < self.full:
+                    rows = order[j * g + self.rank * self.b: j * g + (self.rank + 1) * self.b]
+                else:
+                    rows = np.array_split(order[self.full * g:], self.world)[self.rank]
+                yield [(epoch, int(i)) for i in rows]
+            if not self.endless:
+                return
+            epoch += 1
 
 
 class _StreamBatches(IterableDataset):
@@ -638,14 +653,27 @@ class EpochLoader:
     """One epoch of batches for one rank: iterate it; `len()` is the number of batches in the
     whole epoch (a loader started at `start_batch` yields `len() - start_batch` of them)."""
 
-    def __init__(self, loader: DataLoader, batches: int, start_batch: int, epoch: int):
-        self.loader, self.batches, self.start_batch, self.epoch = loader, batches, start_batch, epoch
+    def __init__(self, source: Iterable[dict], batches: int, start_batch: int, epoch: int):
+        self.source, self.batches, self.start_batch, self.epoch = source, batches, start_batch, epoch
 
     def __len__(self) -> int:
         return self.batches
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(self.loader)
+        return iter(self.source)
+
+
+def _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment) -> dict:
+    """make_loader's and TrainLoader's common arguments, checked here so that a bad one fails in
+    the caller's process, not in a worker."""
+    _transform(image_size, interpolation)
+    settings = {"batch_size": _check_int("batch_size", batch_size, 1), "image_size": image_size,
+                "interpolation": interpolation, "seed": _check_int("seed", seed, 0),
+                "rank": _check_int("rank", rank, 0), "world_size": _check_int("world_size", world_size, 1),
+                "workers": _check_int("workers", workers, 0), "augment": bool(augment)}
+    if settings["rank"] >= settings["world_size"]:
+        raise InvalidInputError(f"rank {rank} is not below world_size {world_size}")
+    return settings
 
 
 def make_loader(dataset, *, batch_size: int, image_size: int, interpolation: str = "bicubic", seed: int,
@@ -657,16 +685,13 @@ def make_loader(dataset, *, batch_size: int, image_size: int, interpolation: str
 
     Views are random resized crops (scale 0.9-1, open_clip's default) when `augment`, else the
     eval view. For a ShardStream every rank gets the smallest rank's number of batches, so that
-    distributed steps stay in step."""
-    b = _check_int("batch_size", batch_size, 1)
-    _transform(image_size, interpolation)  # a bad size or interpolation fails here, not in a worker
-    seed, epoch = _check_int("seed", seed, 0), _check_int("epoch", epoch, 0)
-    start, world = _check_int("start_batch", start_batch, 0), _check_int("world_size", world_size, 1)
-    rank, workers = _check_int("rank", rank, 0), _check_int("workers", workers, 0)
-    if rank >= world:
-        raise InvalidInputError(f"rank {rank} is not below world_size {world}")
-    views = _Views(image_size, interpolation, seed, bool(augment))
-    options = {"num_workers": workers, "pin_memory": False}
+    distributed steps stay in step. The worker processes live for this one epoch; a training
+    loop over many epochs wants `TrainLoader`, whose workers stay busy across epochs."""
+    cfg = _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment)
+    b, seed, rank, world = cfg["batch_size"], cfg["seed"], cfg["rank"], cfg["world_size"]
+    epoch, start = _check_int("epoch", epoch, 0), _check_int("start_batch", start_batch, 0)
+    views = _Views(image_size, interpolation, seed, cfg["augment"])
+    options = {"num_workers": cfg["workers"], "pin_memory": False}
     if isinstance(dataset, ShardStream):
         stream = dataset.with_options(seed=seed, epoch=epoch, rank=rank, world_size=world, start_sample=0)
         lengths = stream.rank_lengths()
@@ -683,6 +708,100 @@ def make_loader(dataset, *, batch_size: int, image_size: int, interpolation: str
     else:
         raise InvalidInputError(f"make_loader takes a PairDataset or a ShardStream, got {type(dataset).__name__}")
     return EpochLoader(loader, batches, start, epoch)
+
+
+class TrainLoader:
+    """A rank's batches epoch after epoch, from one pipeline of worker processes: what a
+    training loop over many epochs uses. `loader.epoch(e, start_batch)` gives the same batches as
+    `make_loader(..., epoch=e, start_batch=start_batch)`; `close()` (or `with`) ends the workers.
+
+    Why: `make_loader`'s workers start with the epoch and stop at its end, so every epoch opens
+    with an empty pipeline: the model waits for the processes to start (a fork of the training
+    process) and for one of them to decode a whole batch. That matters when epochs are short
+    (Flickr 800 / 64 = 12 batches) and steps are quick. Here one DataLoader with persistent workers iterates an endless batch sampler
+    that runs on from epoch to epoch. The keys carry their epoch ((epoch, index), see
+    _PairViews), so the workers hold no epoch state, and epoch e + 1's first batches decode while
+    epoch e's last ones train.
+
+    Asked for a batch at the pipeline's position (the common case) it continues; a few batches
+    ahead (those the caller skipped, e.g. a partial accumulation group at the end of an epoch,
+    already in flight) it drops the ones in between; anywhere else (a resume, a repeat) it
+    restarts the pipeline there with the same worker processes. The batch at a position does not
+    depend on how it was reached.
+
+    A ShardStream is read by each worker from its own copy, whose epoch fixes the shard order, so
+    its epochs come from make_loader, with fresh workers each.
+    """
+
+    def __init__(self, dataset, *, batch_size: int, image_size: int, interpolation: str = "bicubic", seed: int,
+                 rank: int = 0, world_size: int = 1, workers: int = 2, augment: bool = True, drop_last: bool = True):
+        self.settings = _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers,
+                                          augment)
+        self.settings["drop_last"] = bool(drop_last)
+        self.dataset = dataset
+        if isinstance(dataset, ShardStream):
+            return
+        if not isinstance(dataset, PairDataset):
+            raise InvalidInputError(f"TrainLoader takes a PairDataset or a ShardStream, got {type(dataset).__name__}")
+        cfg = self.settings
+        self._sampler = _RankBatches(len(dataset), cfg["batch_size"], cfg["world_size"], cfg["rank"], cfg["seed"],
+                                     0, cfg["drop_last"], 0, endless=True)
+        self.batches = self._sampler.batches
+        _check_start(0, self.batches)
+        self._views = _PairViews(dataset, _Views(image_size, interpolation, cfg["seed"], cfg["augment"]))
+        # DataLoader's default prefetch: 2 batches per worker in flight, all of them skippable at no extra cost
+        self._in_flight = 2 * cfg["workers"]
+        self._loader: DataLoader | None = None
+        self._it: Iterator[dict] | None = None
+        self._next = 0  # position (epoch * batches + batch) of the batch self._it yields next
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> EpochLoader:
+        """The batches of epoch `epoch` from `start_batch` on; no work starts before the first is asked for."""
+        epoch, start = _check_int("epoch", epoch, 0), _check_int("start_batch", start_batch, 0)
+        if isinstance(self.dataset, ShardStream):
+            return make_loader(self.dataset, epoch=epoch, start_batch=start, **self.settings)
+        _check_start(start, self.batches)
+        return EpochLoader(_EpochRun(self, epoch, start), self.batches, start, epoch)
+
+    def _batch(self, position: int) -> dict:
+        ahead = position - self._next
+        if self._it is None or not 0 <= ahead <= self._in_flight:
+            if self._loader is None:
+                self._loader = DataLoader(self._views, batch_sampler=self._sampler, collate_fn=_collate,
+                                          num_workers=self.settings["workers"], pin_memory=False,
+                                          persistent_workers=self.settings["workers"] > 0)
+            # with persistent workers, iter() restarts the same processes from the sampler's new start
+            self._sampler.epoch, self._sampler.start = divmod(position, self.batches)
+            self._it, self._next, ahead = iter(self._loader), position, 0
+        for _ in range(ahead):
+            next(self._it)
+        self._next = position + 1
+        return next(self._it)
+
+    def close(self) -> None:
+        """Stop the worker processes (the next batch asked for starts new ones)."""
+        it, self._it, self._loader = getattr(self, "_it", None), None, None
+        shutdown = getattr(it, "_shutdown_workers", None)  # DataLoader's own clean exit of its workers
+        if shutdown is not None:
+            shutdown()
+
+    def __enter__(self) -> TrainLoader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _EpochRun:
+    """The batches of one epoch, from a TrainLoader's pipeline; each iteration starts at start_batch."""
+
+    def __init__(self, owner: TrainLoader, epoch: int, start: int):
+        self.owner, self.epoch, self.start = owner, epoch, start
+
+    def __iter__(self) -> Iterator[dict]:
+        first = self.epoch * self.owner.batches
+        for j in range(self.start, self.owner.batches):
+            yield self.owner._batch(first + j)
 
 
 def _check_start(start: int, batches: int) -> None:

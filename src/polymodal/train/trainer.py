@@ -158,6 +158,7 @@ class Trainer:
         self.optimizer = make_optimizer(trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.position = ckpt.Position()
         self.resumed_from = None
+        self._batches = None  # the TrainLoader, made on first use
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -165,13 +166,16 @@ class Trainer:
         return {**self.config.to_dict(), "world_size": self.world.size}
 
     def _loader(self, epoch: int, start_batch: int):
-        from polymodal.train.data import make_loader
+        # one TrainLoader for the run: its worker processes keep decoding across epoch boundaries
+        if self._batches is None:
+            from polymodal.train.data import TrainLoader
 
-        t = self.trainable
-        return make_loader(self.dataset, batch_size=self.config.batch_size, image_size=t.image_size,
-                           interpolation=t.interpolation, seed=self.config.seed, epoch=epoch, start_batch=start_batch,
-                           rank=self.world.rank, world_size=self.world.size, workers=self.config.workers,
-                           augment=self.config.augment)
+            t = self.trainable
+            self._batches = TrainLoader(self.dataset, batch_size=self.config.batch_size, image_size=t.image_size,
+                                        interpolation=t.interpolation, seed=self.config.seed, rank=self.world.rank,
+                                        world_size=self.world.size, workers=self.config.workers,
+                                        augment=self.config.augment)
+        return self._batches.epoch(epoch, start_batch)
 
     def steps_per_epoch(self) -> int | None:
         try:
@@ -357,6 +361,8 @@ class Trainer:
             if bar is not None:
                 bar.close()
             log.close()
+            if self._batches is not None:
+                self._batches.close()
         model_dir, model_name = self._export()
         return TrainResult(
             out=str(self.out), steps=self.position.step,
