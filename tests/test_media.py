@@ -514,6 +514,24 @@ def test_bomb_refused_with_the_default_limit(tmp_path, bomb_png):
     assert Image.MAX_IMAGE_PIXELS == pil_limit  # PIL's global limit restored
 
 
+def test_pil_limit_is_an_integer_while_lifted(tmp_path, monkeypatch):
+    """While load_image has PIL's global limit lifted, a crop or resize in another thread runs
+    PIL's bomb check, which reads the global twice: it must see a number, never None (None made
+    such a crop fail with "int * NoneType" during training's threaded evaluation)."""
+    path = tmp_path / "small.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    seen, real_open = [], Image.open
+
+    def open_and_check(*args, **kwargs):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        Image._decompression_bomb_check((4000, 3000))  # what another thread's crop runs now
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", open_and_check)
+    assert load_image(path).size == (8, 8)
+    assert seen and all(isinstance(v, int) and v > DEFAULT_MAX_PIXELS for v in seen)
+
+
 def test_header_claiming_huge_size_refused_before_decoding():
     # Only a header: decoding it would fail, so "too-large" proves nothing was decoded.
     data = png_bytes(100_000, 100_000, bit_depth=8, colour_type=2, rows=False)

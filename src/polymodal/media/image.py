@@ -373,12 +373,19 @@ def _allowed_formats() -> list[str]:
     return [f for f in Image.OPEN if f not in _REFUSED_FORMATS]
 
 
+_NO_PIL_LIMIT = 1 << 62  # pixels: far above anything our own limit admits
+
+
 @contextlib.contextmanager
 def _pil_limit_lifted():
-    """Lift PIL's global decompression-bomb limit for the duration; our own check replaces it."""
+    """Lift PIL's global decompression-bomb limit for the duration; our own check replaces it.
+
+    The limit is raised to a huge integer, never set to None: other threads may be inside PIL's
+    `_decompression_bomb_check` (crops, resizes), which reads the global twice, and a None between
+    its two reads fails with `TypeError: int * NoneType`."""
     with _PIL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+        Image.MAX_IMAGE_PIXELS = _NO_PIL_LIMIT
         try:
             yield
         finally:
