@@ -1,9 +1,11 @@
 """The CLIP family of dual encoders, natively in PyTorch, read top to bottom.
 
-Blocks first (attention, MLP, residual block), then the two towers (a ViT for images, a causal
-transformer for text), then the model that projects both into one space. One implementation
-covers OpenAI CLIP, open_clip's CLIP variants and Hugging Face CLIP checkpoints (see convert.py
-for their key layouts) and, with `logit_bias` set, SigLIP-style sigmoid scoring.
+Blocks first (attention, MLP, residual block), then the towers (a ViT or a small ConvNet for
+images, a causal transformer for text), then the model that projects both into one space. One
+implementation covers OpenAI CLIP, open_clip's CLIP variants and Hugging Face CLIP checkpoints (see
+convert.py for their key layouts) and, with `logit_bias` set, SigLIP-style sigmoid scoring. The
+ConvNet tower and mean-pooled text exist for training from scratch on a few hundred images
+(configs/mini-conv.json); no published checkpoint uses them.
 
 Shapes: B batch, T tokens (text: context length; image: 1 + grid*grid), C width, D embed dim.
 """
@@ -36,6 +38,21 @@ class VisionConfig:
     layers: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0  # hidden size of the MLP is width * mlp_ratio
+    type: str = "vit"  # the tower's kind; configs without it are ViTs
+
+
+@dataclass
+class ConvVisionConfig:
+    """A small VGG-style ConvNet image tower ("type": "conv"). Its locality and translation
+    equivariance learn colour and texture cues from a few hundred images, where a ViT must first
+    learn them from data."""
+
+    image_size: int = 64  # input side in pixels (any size works: the features are pooled)
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # channels per stage; each later stage halves H and W
+    depth: int = 1  # conv3x3-GroupNorm-activation units per stage
+    stem_stride: int = 1  # stride of the very first conv: 2 quarters the cost of the first stage
+    groups: int = 8  # GroupNorm groups (batch-independent, no running statistics to save)
+    type: str = "conv"
 
 
 @dataclass
@@ -47,6 +64,8 @@ class TextConfig:
     heads: int = 8
     mlp_ratio: float = 4.0
     eot_token_id: int = 49407  # the text is pooled at the first occurrence of this id
+    pool: str = "eot"  # "eot": the end-of-text token's state (CLIP); "mean": the mean over the tokens
+    # up to it (with layers=0, a bag of words: learns from a few hundred captions)
 
 
 @dataclass
@@ -62,7 +81,7 @@ class PreprocessConfig:
 @dataclass
 class ClipConfig:
     embed_dim: int = 512  # D, the shared embedding size
-    vision: VisionConfig = field(default_factory=VisionConfig)
+    vision: VisionConfig | ConvVisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     act: str = "quick_gelu"  # OpenAI's models use x*sigmoid(1.702x); open_clip's own use "gelu"
@@ -88,8 +107,14 @@ class ClipConfig:
         for key, kind in parts.items():
             if key in data:
                 sub = dict(data[key])
-                if "mean" in sub:
-                    sub["mean"], sub["std"] = tuple(sub["mean"]), tuple(sub["std"])
+                if key == "vision":
+                    kind = _vision_kind(sub.get("type", "vit"))
+                for name in ("mean", "std", "widths"):  # JSON lists back to the tuples the fields hold
+                    if name in sub:
+                        sub[name] = tuple(sub[name])
+                known = {f.name for f in fields(kind)}
+                if set(sub) - known:
+                    raise CheckpointError(f"unknown {key} config fields {sorted(set(sub) - known)}; known: {sorted(known)}")
                 data[key] = kind(**sub)
         return cls(**data)
 
@@ -103,6 +128,13 @@ class ClipConfig:
         data = json.loads(path.read_text())
         data.pop("_comment", None)
         return cls.from_dict(data)
+
+
+def _vision_kind(name: str):
+    kinds = {"vit": VisionConfig, "conv": ConvVisionConfig}
+    if name not in kinds:
+        raise CheckpointError(f"unknown vision tower type {name!r}; known: {', '.join(kinds)}")
+    return kinds[name]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,15 +244,53 @@ class VisionTransformer(nn.Module):
         return self.proj(self.ln_post(x[:, 0]))  # (B, D)
 
 
+class ConvTower(nn.Module):
+    """ConvNet image tower: stages of conv3x3-GroupNorm-act (2x2 max pool between stages; the
+    first conv may stride) -> global average pool -> LayerNorm -> projection."""
+
+    def __init__(self, cfg: ConvVisionConfig, embed_dim: int, act: str, eps: float):
+        super().__init__()
+        if not cfg.widths or cfg.depth < 1 or any(w % cfg.groups for w in cfg.widths):
+            raise CheckpointError(f"conv tower needs widths divisible by groups={cfg.groups} and depth >= 1, "
+                                  f"got widths {list(cfg.widths)}, depth {cfg.depth}")
+        layers: list[nn.Module] = []
+        channels = 3
+        for i, width in enumerate(cfg.widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))  # (B, C, H, W) -> (B, C, H/2, W/2)
+            for j in range(cfg.depth):
+                stride = cfg.stem_stride if i == j == 0 else 1
+                # no conv bias: GroupNorm's shift replaces it
+                layers += [nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                           nn.GroupNorm(cfg.groups, width, eps=eps), make_activation(act)]
+                channels = width
+        self.stages = nn.Sequential(*layers)
+        self.ln_post = nn.LayerNorm(channels, eps=eps)
+        self.proj = nn.Linear(channels, embed_dim, bias=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.stages(pixels)  # (B, C, H / 2^(stages-1), W / 2^(stages-1))
+        return self.proj(self.ln_post(x.mean(dim=(2, 3))))  # (B, D)
+
+
+def make_vision_tower(cfg: VisionConfig | ConvVisionConfig, embed_dim: int, act: str, eps: float) -> nn.Module:
+    if isinstance(cfg, ConvVisionConfig):
+        return ConvTower(cfg, embed_dim, act, eps)
+    return VisionTransformer(cfg, embed_dim, act, eps)
+
+
 class TextTransformer(nn.Module):
-    """Causal text tower: tokens -> blocks (causal) -> the end-of-text token -> projection.
+    """Causal text tower: tokens -> blocks (causal) -> the end-of-text token (or the mean of the
+    tokens up to it) -> projection.
 
     The causal mask lets padding after the end-of-text token be ignored without an attention mask.
     """
 
     def __init__(self, cfg: TextConfig, embed_dim: int, act: str, eps: float):
         super().__init__()
-        self.context_length, self.eot_token_id = cfg.context_length, cfg.eot_token_id
+        if cfg.pool not in ("eot", "mean"):
+            raise CheckpointError(f"unknown text pooling {cfg.pool!r}; use 'eot' or 'mean'")
+        self.context_length, self.eot_token_id, self.pool = cfg.context_length, cfg.eot_token_id, cfg.pool
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(cfg.context_length, cfg.width))
         self.blocks = nn.ModuleList(
@@ -239,6 +309,9 @@ class TextTransformer(nn.Module):
         x = self.ln_final(x)
         # First end-of-text position per row; argmax returns the first maximum of the boolean mask.
         eot = (ids == self.eot_token_id).int().argmax(dim=-1)  # (B,)
+        if self.pool == "mean":
+            keep = (torch.arange(T, device=ids.device) <= eot[:, None]).to(x.dtype)  # (B, T): start .. end-of-text
+            return self.proj((x * keep[..., None]).sum(1) / keep.sum(1, keepdim=True))  # (B, D)
         return self.proj(x[torch.arange(B), eot])  # (B, D)
 
 
@@ -257,7 +330,7 @@ class ClipModel(nn.Module):
         super().__init__()
         self.config = config
         eps, act = config.layer_norm_eps, config.act
-        self.visual = VisionTransformer(config.vision, config.embed_dim, act, eps)
+        self.visual = make_vision_tower(config.vision, config.embed_dim, act, eps)
         self.textual = TextTransformer(config.text, config.embed_dim, act, eps)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         bias = config.logit_bias_init
