@@ -201,6 +201,8 @@ def test_bad_arguments_name_the_fix():
         build_trainable("clip-tiny-random", objective="sigmoid")
     with pytest.raises(InvalidInputError, match="unknown architecture 'nope'"):
         build_trainable("scratch:nope")
+    with pytest.raises(InvalidInputError, match="no transformer layers for LoRA"):
+        build_trainable("scratch:mini-conv", mode="lora")  # ConvNet + bag of words
     trainable = build_trainable("clip-tiny-random", mode="projection")
     with pytest.raises(InvalidInputError, match=r"uint8 tensor \(B, 30, 30, 3\)"):
         trainable.image_inputs(torch.zeros(2, 64, 64, 3, dtype=torch.uint8))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def add_lora(module: nn.Module, targets: str, rank: int, alpha: int, seed: int) 
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise InvalidInputError(f"lora_rank must be a positive integer, got {rank!r}")
     peft = require("peft", "train", "LoRA fine-tuning")
+    if not any(re.fullmatch(targets, name) for name, _ in module.named_modules()):
+        # e.g. a ConvNet image tower with a bag-of-words text tower: no attention or MLP layers
+        raise InvalidInputError("this model has no transformer layers for LoRA adapters; train it with "
+                                "--mode full, lit or projection instead")
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none")
     with torch.random.fork_rng():  # A's random init, reproducible from the seed
         torch.manual_seed(seed)
