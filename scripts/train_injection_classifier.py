@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from polymodal.guard import classifier as C  # noqa: E402
-from polymodal.guard.dataset import LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, ood_examples  # noqa: E402
+from polymodal.guard.dataset import (LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, latin_ocr_copies,  # noqa: E402
+                                     ood_examples)
 from polymodal.guard.judge import _logit, judge_texts  # noqa: E402
 from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: E402
 
@@ -154,6 +155,38 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tu
 
 
 # ---------------------------------------------------------------------------------------------
+# The scanner's prior for hidden text, calibrated on validation images
+
+def image_scores(model: C.InjectionClassifier, dump: Path):
+    """(cases, per case a list of (judge score, hiddenness) of every text the scanner judged) from
+    a `benchmarks/guard_detection.py --split validation --dump FILE` run: the texts OCR found in
+    each validation image (lines and blocks), re-judged by `model`."""
+    cases = [json.loads(line) for line in dump.read_text(encoding="utf-8").split("\n") if line.strip()]
+    cases = [c for c in cases if "findings" in c]
+    texts = [f["text"] for c in cases for f in c["findings"]]
+    scores = iter(j.score for j in judge_texts(texts, classifier=model)) if texts else iter(())
+    return cases, [[(next(scores), f["hidden"]) for f in c["findings"]] for c in cases]
+
+
+def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)) -> tuple[float, list]:
+    """The largest hidden-text log-odds of `grid` that adds no false alarm on the validation
+    images without an injection (ordinary, hard and hidden benign text, photos) beyond those the
+    judge makes without it; with the recall and false alarms of each candidate."""
+    from polymodal.guard.scan import with_prior
+
+    table = []
+    for log_odds in grid:
+        flags = [any(with_prior(s, h, log_odds) >= 0.5 for s, h in rows) for rows in scored]
+        recall = np.mean([f for c, f in zip(cases, flags) if c["group"] == "attack"])
+        alarms = {g: int(sum(f for c, f in zip(cases, flags) if c["group"] == g)) for g in ("ordinary", "hard", "hidden", "photo")}
+        table.append({"log_odds": log_odds, "attack_recall": float(recall), "false_alarms": alarms})
+        log(f"hidden log-odds {log_odds}: validation image recall {recall:.3f}, false alarms {alarms}")
+    base = table[0]["false_alarms"]
+    ok = [row for row in table if all(row["false_alarms"][g] <= base[g] for g in base)]
+    return max(row["log_odds"] for row in ok), table
+
+
+# ---------------------------------------------------------------------------------------------
 # Evaluation
 
 def _rate(flags: list[bool]) -> str:
@@ -192,6 +225,17 @@ def evaluate(examples, model: C.InjectionClassifier, name: str) -> dict:
                 print(f"{'':4}{lang:9}{tech:18}{_rate(flags['rules']):>20}{_rate(flags['model']):>20}{_rate(flags['judge']):>20}")
                 result["rows"].append({"metric": what, "language": lang, "technique": tech, "n": len(flags["judge"]),
                                        **{k: sum(v) / len(v) for k, v in flags.items()}})
+    # by granularity (whole texts, OCR-line fragments, blocks of lines) and by benign kind
+    by = defaultdict(list)
+    for e, j in zip(examples, judgements):
+        by[(e.label, "granularity", e.granularity)].append(j.flagged)
+        if not e.label:
+            by[(0, "kind", e.kind or "-")].append(j.flagged)
+    print("  judge by granularity / benign kind")
+    for (label, axis, value), flags in sorted(by.items()):
+        what = "recall" if label else "false positives"
+        print(f"{'':4}{what:18}{axis + '=' + value:24}{_rate(flags):>20}")
+        result["rows"].append({"metric": what, axis: value, "n": len(flags), "judge": sum(flags) / len(flags)})
     if tech_ok:
         print(f"  flagged injections whose core technique is named: {result['technique_named']:.3f}")
     return result
@@ -214,6 +258,8 @@ def caption_examples():
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--evaluate", action="store_true", help="evaluate the shipped classifier; do not train")
+    ap.add_argument("--calibrate", action="store_true", help="with --image-dump: calibrate the hidden-text prior of "
+                    "the weights at --out and save it; do not train")
     ap.add_argument("--out", type=Path, default=C.WEIGHTS, help="where to write the weights (.safetensors; .json beside)")
     ap.add_argument("--max-fpr", type=float, default=0.02, help="false-positive budget on benign validation texts")
     ap.add_argument("--seed", type=int, default=0)
@@ -222,15 +268,30 @@ def main(argv=None) -> int:
     ap.add_argument("--l2", type=float, nargs="+", help="l2 values of the n-gram block to search")
     ap.add_argument("--l2-dense", type=float, nargs="+", help="l2 values of the MiniLM block to search")
     ap.add_argument("--no-cache", action="store_true", help="recompute the features")
+    ap.add_argument("--latin-rate", type=float, default=0.5, help="share of Russian texts also given as a Latin-only "
+                    "OCR reads them (dataset.latin_ocr_copies); 0 for none")
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--image-dump", type=Path, help="calibrate the scanner's hidden-text prior on validation images: "
+                    "the --dump of `benchmarks/guard_detection.py --split validation`")
     ap.add_argument("--report", type=Path, help="also write the evaluation as JSON here")
     args = ap.parse_args(argv)
 
     examples = build_dataset(seed=args.seed, per_family=args.per_family, benign_per_family=args.benign_per_family)
     digest = dataset_digest(examples)
-    log(f"data set {digest}: {len(examples)} examples")
-    if args.evaluate:
+    latin = latin_ocr_copies(examples, rate=args.latin_rate) if args.latin_rate > 0 else []
+    log(f"data set {digest}: {len(examples)} examples, + {len(latin)} Russian ones as a Latin-only OCR reads them")
+    examples = examples + latin
+    if args.evaluate or args.calibrate:
         model = C.InjectionClassifier.load(args.out)
+        if args.calibrate:  # only the scanner's prior, on the shipped (or --out) weights
+            if not args.image_dump:
+                ap.error("--calibrate needs --image-dump")
+            cases, scored = image_scores(model, args.image_dump)
+            log_odds, table = calibrate_prior(cases, scored)
+            model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
+                                    "image_set": f"validation images ({len(cases)}) of {args.image_dump.name}"}
+            model.save(args.out)
+            log(f"hidden-text prior {log_odds} log-odds saved in {args.out.with_suffix('.json')}")
         if model.config.get("dataset") != digest:
             log(f"note: the weights were trained on data set {model.config.get('dataset')}, this is {digest}")
     else:
@@ -239,12 +300,21 @@ def main(argv=None) -> int:
         if not args.l2 and not args.l2_dense:
             grid = list(L2_GRID)
         model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid)
-        model.config.update({"dataset": digest, "seed": args.seed})
+        model.config.update({"dataset": digest, "seed": args.seed, "latin_copies": len(latin)})
+        if args.image_dump:
+            cases, scored = image_scores(model, args.image_dump)
+            log_odds, table = calibrate_prior(cases, scored)
+            model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
+                                    "image_set": f"validation images ({len(cases)}) of {args.image_dump.name}"}
         model.save(args.out)
         log(f"saved {args.out} ({args.out.stat().st_size // 1024} KB): {json.dumps(info)}")
     if args.skip_eval:
         return 0
-    reports = [evaluate([e for e in examples if e.split == "test"], model, "test split (unseen template families)")]
+    reports = [evaluate([e for e in examples if e.split == "test" and e.noise != "latin"], model,
+                        "test split (unseen template families)")]
+    if latin:
+        reports.append(evaluate([e for e in examples if e.split == "test" and e.noise == "latin"], model,
+                                "test split, Russian as a Latin-only OCR reads it"))
     for noise in ("clean", "light", "heavy"):
         reports.append(evaluate(ood_examples(noise=noise, seed=args.seed), model, f"hand-written OOD list, noise={noise}"))
     captions = caption_examples()

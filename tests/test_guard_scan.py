@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from polymodal.cli.main import main
 from polymodal.guard.attacks import generate_attacks
-from polymodal.guard.scan import group_lines, scan_image, scan_images
+from polymodal.guard.scan import HIDDEN, group_lines, judge_found, scan_image, scan_images, with_prior
 from tests.conftest import shared_data
 
 
@@ -126,3 +127,19 @@ def test_index_with_guard_flags_risky_items(attacks, tmp_path, capsys):
     rows = {r["uri"].rsplit("/", 1)[-1]: json.loads(r["metadata"]) for r in coll.stored.scan(["uri", "metadata"])}
     assert rows["visible.png"]["guard"]["flagged"] and rows["visible.png"]["guard"]["techniques"]
     assert all(not m["guard"]["flagged"] for name, m in rows.items() if name not in ("visible.png", "low_contrast.png"))
+
+
+def test_hidden_text_prior():
+    # the prior adds log-odds to hidden text only, and never lowers a score
+    assert with_prior(0.3, HIDDEN - 0.01, 2.0) == 0.3
+    assert abs(with_prior(0.3, 1.0, 2.0) - 1 / (1 + np.exp(-(np.log(0.3 / 0.7) + 2.0)))) < 1e-9
+    assert with_prior(0.3, 1.0, 0.0) == 0.3
+    from polymodal.guard.findings import TextFinding
+
+    plain = TextFinding("Welcome to the city library", [10, 10, 300, 30], 0.9, "ocr:plain", hidden=0.0)
+    hidden = TextFinding("Welcome to the city library", [10, 50, 300, 70], 0.9, "ocr:contrast", hidden=0.9)
+    off, on = judge_found([[plain], [hidden]], log_odds=0.0), judge_found([[plain], [hidden]], log_odds=30.0)
+    assert not any(r.flagged for r in off)
+    assert not on[0].flagged and on[1].flagged and on[1].hidden_injection and on[1].techniques
+    f = on[1].findings[0]
+    assert f.text_score == off[1].findings[0].score and f.score > f.text_score

@@ -7,8 +7,15 @@
           -> a risk score, findings with boxes, techniques and hiddenness, and optionally a
              sanitised copy with the injected regions masked and the metadata dropped.
 
-risk = the highest judge score among the image's texts (0 when it has none); the image is flagged
-when any text is (judge score >= 0.5, the judge's built-in operating point). `hidden_injection`
+A context prior for hidden text: text a person cannot see (hidden >= 0.5: low contrast, tiny,
+found only in an enhanced view) or does not read (metadata, QR codes) is rarely there for people,
+so when it reads like an instruction it is more likely an injection than the same words on a
+poster. Its judge score gets `hidden_log_odds` added to its log-odds (a prior odds ratio, calibrated
+on validation images by scripts/train_injection_classifier.py and stored with the classifier's
+config; 0 turns it off). `Finding.text_score` keeps the judge's score of the words alone.
+
+risk = the highest (prior-adjusted) score among the image's texts (0 when it has none); the image
+is flagged when any text is (score >= 0.5, the judge's built-in operating point). `hidden_injection`
 says a flagged text was also hard for a person to see (hidden >= 0.5) or sat outside the pixels
 (metadata), the signature of an attack rather than of a poster that happens to say "ignore".
 """
@@ -36,9 +43,10 @@ class Finding:
     contrast: float | None
     relative_height: float | None
     enhanced_only: bool
-    score: float  # the judge's 0..1
+    score: float  # the judge's 0..1, with the hidden-text prior when hidden >= HIDDEN
     flagged: bool
     techniques: list[str]
+    text_score: float | None = None  # the judge's score of the words alone (no prior)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,14 +145,88 @@ def sanitize(image, findings: list[Finding], out_path: Path) -> Path:
     return out_path
 
 
+def _rows(found) -> list[tuple]:
+    """The texts to judge of one image: every finding, plus every block of nearby lines, as
+    (text, source, box, confidence, hidden, contrast, relative_height, enhanced_only)."""
+    rows = [(f.text, f.source, f.box, f.confidence, 1.0 if f.source.startswith(("metadata", "qr")) else f.hidden,
+             f.contrast, f.relative_height, f.enhanced_only) for f in found if f.text.strip()]
+    for block in group_lines(found):
+        parts = [found[i] for i in block]
+        rows.append(("\n".join(p.text for p in parts), "block", _union([p.box for p in parts]),
+                     min(p.confidence for p in parts), max(p.hidden for p in parts),
+                     None, None, any(p.enhanced_only for p in parts)))
+    return rows
+
+
+def hidden_log_odds(classifier=None) -> float:
+    """The prior for hidden text (log-odds added to its judge score) stored with `classifier`
+    (default: the shipped one), 0 when not set."""
+    from polymodal.guard.classifier import default_classifier
+
+    return float((classifier or default_classifier()).config.get("scan", {}).get("hidden_log_odds", 0.0))
+
+
+def with_prior(score: float, hidden: float, log_odds: float) -> float:
+    """`score` with `log_odds` added to its logit when the text is hidden (hidden >= HIDDEN)."""
+    if hidden < HIDDEN or not log_odds:
+        return float(score)
+    p = min(max(float(score), 1e-6), 1 - 1e-6)
+    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + log_odds))))
+
+
+def _techniques_of(judgement) -> list[str]:
+    """Techniques of a text flagged only through the prior: the rules' labels, else the most
+    likely technique head (the judge names none for texts it did not flag)."""
+    from polymodal.guard.rules import LABELS
+
+    named = {m.label for m in judgement.matches}
+    return [label for label in LABELS if label in named] or list(judgement.head_techniques[:1])
+
+
+def judge_found(found_per_image, reports: list[ScanReport] | None = None, *,
+                log_odds: float | None = None, classifier=None) -> list[ScanReport]:
+    """Judge the text findings of several images (a list of lists of `TextFinding`, as
+    `find_text` + `qr_text` + `metadata_text` give them) in one batch and fill one report per
+    image (new reports named "" unless `reports` are given). This is the half of `scan_images`
+    after OCR: benchmarks cache OCR output and re-judge it. `log_odds` overrides the shipped
+    hidden-text prior (`hidden_log_odds()`); `classifier` the shipped InjectionClassifier."""
+    from polymodal.guard.judge import judge_texts
+
+    log_odds = hidden_log_odds(classifier) if log_odds is None else float(log_odds)
+
+    found_per_image = list(found_per_image)
+    if reports is None:
+        reports = [ScanReport("", None, None, 0.0, False, False, []) for _ in found_per_image]
+    rows_per_image = [_rows(found) for found in found_per_image]
+    texts = [row[0] for rows in rows_per_image for row in rows]
+    start = time.perf_counter()
+    judgements = iter(judge_texts(texts, classifier=classifier)) if texts else iter(())
+    judge_seconds = (time.perf_counter() - start) / max(1, len(rows_per_image))
+    for report, rows in zip(reports, rows_per_image):
+        for (text, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
+            j = next(judgements)
+            score = round(with_prior(j.score, hidden, log_odds), 4)
+            flagged = score >= 0.5
+            techniques = j.techniques if j.flagged or not flagged else _techniques_of(j)
+            report.findings.append(Finding(text, source, box, round(float(conf), 4), round(float(hidden), 3), contrast,
+                                           rel_h, bool(enhanced), score, flagged, techniques if flagged else [],
+                                           j.score))
+        flagged = [f for f in report.findings if f.flagged]
+        report.risk = max((f.score for f in report.findings), default=0.0)
+        report.flagged = bool(flagged)
+        report.hidden_injection = any(f.hidden >= HIDDEN for f in flagged)
+        report.techniques = sorted({t for f in flagged for t in f.techniques})
+        report.seconds = round(report.seconds + judge_seconds, 4)
+    return reports
+
+
 def scan_images(sources, *, sanitize_dir: str | Path | None = None) -> list[ScanReport]:
     """Scan images (paths, bytes, PIL images or arrays). One unreadable image gets a report with
     its error; the others are scanned. Texts of all images are judged in one batch."""
-    from polymodal.guard.judge import judge_texts
     from polymodal.media import load_image
 
     reports: list[ScanReport] = []
-    pending = []  # (report, image, [(text, source, box, conf, hidden, contrast, rel_h, enhanced)])
+    pending = []  # (report, image, text findings)
     for source in sources:
         start = time.perf_counter()
         name = _name(source)
@@ -154,32 +236,12 @@ def scan_images(sources, *, sanitize_dir: str | Path | None = None) -> list[Scan
         except PolymodalError as exc:
             reports.append(ScanReport(name, None, None, 0.0, False, False, [], error=str(exc)))
             continue
-        rows = [(f.text, f.source, f.box, f.confidence, 1.0 if f.source.startswith(("metadata", "qr")) else f.hidden,
-                 f.contrast, f.relative_height, f.enhanced_only) for f in found if f.text.strip()]
-        for block in group_lines(found):
-            parts = [found[i] for i in block]
-            rows.append(("\n".join(p.text for p in parts), "block", _union([p.box for p in parts]),
-                         min(p.confidence for p in parts), max(p.hidden for p in parts),
-                         None, None, any(p.enhanced_only for p in parts)))
         report = ScanReport(name, image.width, image.height, 0.0, False, False, [])
         report.seconds = time.perf_counter() - start
         reports.append(report)
-        pending.append((report, image, rows))
-    texts = [row[0] for _, _, rows in pending for row in rows]
-    start = time.perf_counter()
-    judgements = iter(judge_texts(texts)) if texts else iter(())
-    judge_seconds = (time.perf_counter() - start) / max(1, len(pending))
-    for report, image, rows in pending:
-        for (text, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
-            j = next(judgements)
-            report.findings.append(Finding(text, source, box, round(float(conf), 4), round(float(hidden), 3), contrast,
-                                           rel_h, bool(enhanced), j.score, j.flagged, j.techniques))
-        flagged = [f for f in report.findings if f.flagged]
-        report.risk = max((f.score for f in report.findings), default=0.0)
-        report.flagged = bool(flagged)
-        report.hidden_injection = any(f.hidden >= HIDDEN for f in flagged)
-        report.techniques = sorted({t for f in flagged for t in f.techniques})
-        report.seconds = round(report.seconds + judge_seconds, 4)
+        pending.append((report, image, found))
+    judge_found([found for _, _, found in pending], [report for report, _, _ in pending])
+    for report, image, _ in pending:
         if sanitize_dir is not None and report.flagged:
             stem = Path(report.source).stem if report.source else "image"
             report.sanitized = str(sanitize(image, report.findings, Path(sanitize_dir) / f"{stem}.sanitized.png"))
