@@ -153,9 +153,21 @@ def _collapse(m: re.Match) -> list[tuple[str, int]]:
     return [("\n" if "\n" in m.group() else " ", 0)]
 
 
-def normalize_with_offsets(text: str) -> tuple[str, list[int]]:
-    """The normalised text and, for each of its characters, the index in `text` it came from."""
+# OCR's commonest Latin confusion: a capital I and a lower-case l look alike in most fonts. An "I"
+# right after a lower-case letter is an "l" ("RepIy", "onIy", "wiII"); an "l" between capitals is
+# an "I" ("INSTRUCTlONS"). One character for one, so offsets are kept.
+_I_FOR_L = re.compile(r"(?<=[a-z])I+")
+_L_FOR_I = re.compile(r"(?<=[A-Z])l+(?=[A-Z])")
+
+
+def normalize_with_offsets(text: str, *, ocr_letters: bool = False) -> tuple[str, list[int]]:
+    """The normalised text and, for each of its characters, the index in `text` it came from.
+    `ocr_letters` also undoes the I/l confusion (the rules use it; the classifier's features do
+    not, so that its shipped weights keep the inputs they were fitted on)."""
     chars = _fold_homoglyphs(_nfkc(text))
+    if ocr_letters:
+        chars = _apply(chars, _I_FOR_L, lambda m: [("l", k) for k in range(len(m.group()))])
+        chars = _apply(chars, _L_FOR_I, lambda m: [("I", k) for k in range(len(m.group()))])
     chars = _lower(chars)
     chars = _apply(chars, _MIXED_TOKEN, _leet)
     chars = _apply(chars, _HYPHEN_BREAK, lambda m: [])
@@ -345,7 +357,7 @@ class RuleResult:
 
 def scan_text(text: str, *, threshold: float = DEFAULT_THRESHOLD) -> RuleResult:
     """Judge one text (e.g. OCR output of an image). Flagged when `score >= threshold`."""
-    norm, offsets = normalize_with_offsets(text)
+    norm, offsets = normalize_with_offsets(text, ocr_letters=True)
     # Second pass without spaces, for OCR that split words ("instruc tions"); newlines stay so
     # that line-start rules keep their meaning. A rule counts once whichever pass found it.
     keep = [k for k, c in enumerate(norm) if c != " "]
