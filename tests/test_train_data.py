@@ -230,6 +230,27 @@ def test_caption_and_crop_come_from_seed_epoch_and_index(pairs):
     assert sum(later[i] != first[i][0] for i in first) >= 5  # a fresh draw each epoch (expected about half)
 
 
+def test_crop_scale_sets_the_random_resized_crops_area_range(pairs):
+    """--crop-scale MIN: each view is torchvision's random resized crop with scale (MIN, 1), drawn
+    from the sample's own generator (after its caption draw), as augment.py implements it."""
+    from polymodal.train.augment import random_resized_crop
+
+    batches = epoch_batches(pairs, crop_scale=0.35)
+    for b in batches:
+        for i, pixels in zip(b["index"].tolist(), b["pixels"]):
+            rng = np.random.default_rng((5, 0, i))
+            if len(pairs[i].captions) > 1:
+                rng.integers(len(pairs[i].captions))
+            image = load_image(pairs[i].image, draft_size=(2 * S, 2 * S))
+            assert np.array_equal(pixels.numpy(), random_resized_crop(image, S, rng, scale=(0.35, 1.0)))
+    default = {int(i): p for b in epoch_batches(pairs) for i, p in zip(b["index"], b["pixels"])}
+    wide = {int(i): p for b in batches for i, p in zip(b["index"], b["pixels"])}
+    assert sum(not torch.equal(default[i], wide[i]) for i in wide) >= len(wide) // 2
+    for bad in (0, 1.5, "0.5", True):
+        with pytest.raises(InvalidInputError, match="crop_scale must be a number in"):
+            make_loader(pairs, batch_size=4, image_size=S, seed=0, epoch=0, crop_scale=bad)
+
+
 def test_eval_view_and_decoded_sizes(pairs):
     batch = epoch_batches(pairs, augment=False)[0]
     for i, pixels, size in zip(batch["index"], batch["pixels"], batch["sizes"]):

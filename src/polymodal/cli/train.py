@@ -62,6 +62,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=d.workers, metavar="N",
                    help=f"data loading processes (default {d.workers}; 0 loads in the training process)")
     p.add_argument("--no-augment", action="store_true", help="centre crops instead of random resized crops")
+    p.add_argument("--crop-scale", type=float, default=d.crop_scale, metavar="MIN",
+                   help=f"random resized crops keep MIN..1 of the image's area (default {d.crop_scale}, open_clip's); "
+                        f"lower is stronger augmentation, e.g. 0.35 for a few hundred images")
     p.add_argument("--log-every", type=int, default=d.log_every, metavar="N", help="steps between log lines")
     p.add_argument("--eval-every", type=int, default=None, metavar="N", help="steps between evaluations (default: each epoch)")
     p.add_argument("--save-every", type=int, default=None, metavar="N", help="steps between checkpoints (default: each epoch)")
@@ -87,7 +90,8 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, min_lr_ratio=args.min_lr_ratio,
         grad_clip=args.grad_clip if args.grad_clip else None, precision=args.precision, seed=args.seed,
-        workers=args.workers, augment=not args.no_augment, log_every=args.log_every, eval_every=args.eval_every,
+        workers=args.workers, augment=not args.no_augment, crop_scale=args.crop_scale, log_every=args.log_every,
+        eval_every=args.eval_every,
         save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, resume=not args.no_resume,
         export_name=args.export_name, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
         tensorboard=not args.no_tensorboard)

@@ -8,6 +8,16 @@ from polymodal.errors import InvalidInputError
 
 OBJECTIVES = ("clip", "siglip")
 PRECISIONS = ("fp32", "bf16")
+CROP_SCALE = 0.9  # smallest area fraction of a random resized crop: open_clip's default (0.9-1)
+
+
+def check_crop_scale(value) -> float:
+    """The smallest area fraction of a training crop: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise InvalidInputError(f"crop_scale must be a number in (0, 1], the smallest share of the image's area a "
+                                f"training crop keeps (e.g. 0.9, open_clip's default, or 0.35 for stronger "
+                                f"augmentation), got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -38,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     augment: bool = True  # random resized crop for training images
+    crop_scale: float = CROP_SCALE  # the crop keeps crop_scale..1 of the image's area
     log_every: int = 10
     eval_every: int | None = None  # steps; None: at the end of every epoch
     save_every: int | None = None  # steps; None: at the end of every epoch
@@ -69,6 +80,7 @@ class TrainConfig:
             raise InvalidInputError(f"grad_clip must be > 0 (or None for no clipping), got {self.grad_clip}")
         if self.captions not in ("random", "all"):
             raise InvalidInputError(f"captions must be 'random' or 'all', got {self.captions!r}")
+        check_crop_scale(self.crop_scale)
 
     def to_dict(self) -> dict:
         return asdict(self)

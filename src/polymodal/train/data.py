@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 from polymodal.errors import InvalidInputError, MediaError
 from polymodal.media import load_image
 from polymodal.train.augment import _transform, center_view, random_resized_crop
+from polymodal.train.config import CROP_SCALE, check_crop_scale
 
 __all__ = ["BadSampleWarning", "EpochLoader", "IMAGE_SUFFIXES", "Pair", "PairDataset", "ShardStream", "TrainLoader",
            "expand_shards", "make_loader"]
@@ -500,8 +501,9 @@ def _check_int(name: str, value, minimum: int) -> int:
 class _Views:
     """Turns one sample into its view: decode (JPEG draft at 2S), crop, caption choice."""
 
-    def __init__(self, size: int, interpolation: str, seed: int, augment: bool):
+    def __init__(self, size: int, interpolation: str, seed: int, augment: bool, crop_scale: float = CROP_SCALE):
         self.size, self.interpolation, self.seed, self.augment = size, interpolation, seed, augment
+        self.scale = (crop_scale, 1.0)  # area fraction range of the random resized crop
 
     def view(self, item, name: str, captions: Sequence[str], epoch: int, index: int) -> dict:
         """Raises MediaError when the image does not decode."""
@@ -514,7 +516,7 @@ class _Views:
         # looks for sides under 64).
         image = load_image(item, draft_size=(2 * s, 2 * s), source=name)
         if self.augment:
-            pixels = random_resized_crop(image, s, rng, interpolation=self.interpolation)
+            pixels = random_resized_crop(image, s, rng, scale=self.scale, interpolation=self.interpolation)
         else:
             pixels = center_view(image, s, self.interpolation)
         return {"pixels": pixels, "size": image.size, "caption": caption, "index": index}
@@ -663,14 +665,16 @@ class EpochLoader:
         return iter(self.source)
 
 
-def _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment) -> dict:
+def _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment,
+                      crop_scale=CROP_SCALE) -> dict:
     """make_loader's and TrainLoader's common arguments, checked here so that a bad one fails in
     the caller's process, not in a worker."""
     _transform(image_size, interpolation)
     settings = {"batch_size": _check_int("batch_size", batch_size, 1), "image_size": image_size,
                 "interpolation": interpolation, "seed": _check_int("seed", seed, 0),
                 "rank": _check_int("rank", rank, 0), "world_size": _check_int("world_size", world_size, 1),
-                "workers": _check_int("workers", workers, 0), "augment": bool(augment)}
+                "workers": _check_int("workers", workers, 0), "augment": bool(augment),
+                "crop_scale": check_crop_scale(crop_scale)}
     if settings["rank"] >= settings["world_size"]:
         raise InvalidInputError(f"rank {rank} is not below world_size {world_size}")
     return settings
@@ -678,19 +682,20 @@ def _checked_settings(batch_size, image_size, interpolation, seed, rank, world_s
 
 def make_loader(dataset, *, batch_size: int, image_size: int, interpolation: str = "bicubic", seed: int,
                 epoch: int, start_batch: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2,
-                augment: bool = True, drop_last: bool = True) -> EpochLoader:
+                augment: bool = True, crop_scale: float = CROP_SCALE, drop_last: bool = True) -> EpochLoader:
     """Epoch `epoch` of `dataset` (a PairDataset or a ShardStream) for rank `rank`, from batch
     `start_batch` on. Each batch: {"pixels": (B, S, S, 3) uint8, "sizes": (B, 2) int64 (w, h)
     of the decoded image before cropping (see _Views.view), "captions": list of B str, "index": (B,) int64 sample indices}.
 
-    Views are random resized crops (scale 0.9-1, open_clip's default) when `augment`, else the
+    Views are random resized crops (area `crop_scale`-1; 0.9-1 is open_clip's default) when `augment`, else the
     eval view. For a ShardStream every rank gets the smallest rank's number of batches, so that
     distributed steps stay in step. The worker processes live for this one epoch; a training
     loop over many epochs wants `TrainLoader`, whose workers stay busy across epochs."""
-    cfg = _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment)
+    cfg = _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers, augment,
+                            crop_scale)
     b, seed, rank, world = cfg["batch_size"], cfg["seed"], cfg["rank"], cfg["world_size"]
     epoch, start = _check_int("epoch", epoch, 0), _check_int("start_batch", start_batch, 0)
-    views = _Views(image_size, interpolation, seed, cfg["augment"])
+    views = _Views(image_size, interpolation, seed, cfg["augment"], cfg["crop_scale"])
     options = {"num_workers": cfg["workers"], "pin_memory": False}
     if isinstance(dataset, ShardStream):
         stream = dataset.with_options(seed=seed, epoch=epoch, rank=rank, world_size=world, start_sample=0)
@@ -734,9 +739,10 @@ class TrainLoader:
     """
 
     def __init__(self, dataset, *, batch_size: int, image_size: int, interpolation: str = "bicubic", seed: int,
-                 rank: int = 0, world_size: int = 1, workers: int = 2, augment: bool = True, drop_last: bool = True):
+                 rank: int = 0, world_size: int = 1, workers: int = 2, augment: bool = True,
+                 crop_scale: float = CROP_SCALE, drop_last: bool = True):
         self.settings = _checked_settings(batch_size, image_size, interpolation, seed, rank, world_size, workers,
-                                          augment)
+                                          augment, crop_scale)
         self.settings["drop_last"] = bool(drop_last)
         self.dataset = dataset
         if isinstance(dataset, ShardStream):
@@ -748,7 +754,8 @@ class TrainLoader:
                                      0, cfg["drop_last"], 0, endless=True)
         self.batches = self._sampler.batches
         _check_start(0, self.batches)
-        self._views = _PairViews(dataset, _Views(image_size, interpolation, cfg["seed"], cfg["augment"]))
+        self._views = _PairViews(dataset, _Views(image_size, interpolation, cfg["seed"], cfg["augment"],
+                                                        cfg["crop_scale"]))
         # DataLoader's default prefetch: 2 batches per worker in flight, all of them skippable at no extra cost
         self._in_flight = 2 * cfg["workers"]
         self._loader: DataLoader | None = None

@@ -174,7 +174,7 @@ class Trainer:
             self._batches = TrainLoader(self.dataset, batch_size=self.config.batch_size, image_size=t.image_size,
                                         interpolation=t.interpolation, seed=self.config.seed, rank=self.world.rank,
                                         world_size=self.world.size, workers=self.config.workers,
-                                        augment=self.config.augment)
+                                        augment=self.config.augment, crop_scale=self.config.crop_scale)
         return self._batches.epoch(epoch, start_batch)
 
     def steps_per_epoch(self) -> int | None:
