@@ -31,6 +31,15 @@ after a strip joins its group when it already reads surely, and it is read upsid
 0/180 classifier's turn) only when its upright reading is unsure. The finding's source names
 the view that found it first.
 
+Russian: PP-OCR's recogniser has no Cyrillic and reads Russian as Latin look-alikes ("Срочно"
+-> "Cpo4Ho"). When some kept reading looks like that (`looks_cyrillic_as_latin`: look-alike
+capitals after lowercase letters, 3/4/6/0 inside words, the few Cyrillic letters PP-OCR has),
+every kept line of the image is read again by Tesseract (`rus+eng`, backends/tesseract.py, one
+process per image) and takes Tesseract's reading where that is mostly Cyrillic. On the readings
+of benchmarks/guard_detection.py (test split) the trigger fired on 113 of 141 Russian images, on
+none of the English attack and benign ones and on 1 of 280 photos: other images pay nothing.
+Without Tesseract the readings stay PP-OCR's (a warning is logged once).
+
 Hiddenness, measured on the original pixels of each finding's straightened line crop:
 
   contrast c   luma difference (ITU-R BT.601, 0-255) between the ink and its local background:
@@ -58,7 +67,9 @@ and loses 3 small-corner and 3 visible ones.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +77,9 @@ import numpy as np
 from polymodal.errors import InvalidInputError, require
 from polymodal.guard.findings import TextFinding
 
-__all__ = ["ALL_PASSES", "AUTO_PASSES", "find_text", "hiddenness", "measure_ink"]
+__all__ = ["ALL_PASSES", "AUTO_PASSES", "find_text", "hiddenness", "looks_cyrillic_as_latin", "measure_ink"]
+
+log = logging.getLogger("polymodal.guard")
 
 ALL_PASSES = ("plain", "contrast", "rotations", "local", "channels", "inverted", "upscale")
 AUTO_PASSES = ("plain", "contrast", "rotations")
@@ -92,6 +105,11 @@ MAX_STRIPS = 6           # strips per image at most
 THIN_LINE = 0.035        # line boxes thinner than this share of the image height get a strip
 READ_PAD = 0.3           # line boxes are lengthened by this many heights at each end to read
 JOIN_GAP = 1.6           # boxes on one line closer than this many heights are one line
+CYRILLIC_TELLS = 2       # a reading with this many Cyrillic tells (looks_cyrillic_as_latin) ...
+CYRILLIC_SHARE = 0.1     # ... making up this share of its letters sends the image to Tesseract
+TESSERACT_MIN = 0.4      # Tesseract's reading replaces PP-OCR's from this confidence (and when
+                         # most of its letters are Cyrillic): right readings of Russian lines
+                         # over photos come at 0.5-0.9 (word noise from texture lowers them)
 
 
 @dataclass
@@ -355,16 +373,20 @@ class _Scan:
 
     def findings(self, min_confidence: float) -> list[TextFinding]:
         cv2 = self.cv2
-        findings = []
+        kept = []
         for group, reading in self.read_groups():
             if reading is None:
                 continue
-            text, conf, quad, _, flipped = reading
-            found_by = min(group.members, key=lambda m: m.order).view
+            text, conf = reading[:2]
             if conf < min_confidence or not _has_text(text):
                 continue
             if sum(ch.isalnum() for ch in text) <= 3 and conf < max(min_confidence, SHORT_CONFIDENCE):
                 continue
+            kept.append((group, reading))
+        findings = []
+        for (group, reading), (text, conf) in zip(kept, self._reread_cyrillic([r for _, r in kept])):
+            _, _, quad, _, flipped = reading
+            found_by = min(group.members, key=lambda m: m.order).view
             enhanced_only = all(m.view != "plain" for m in group.members)
             line = cv2.cvtColor(self.engine.crop_line(self.rgb, quad), cv2.COLOR_RGB2GRAY)
             contrast, ink_rows = measure_ink(line)
@@ -378,6 +400,37 @@ class _Scan:
                 hidden=hiddenness(contrast, rel, ink_rows, enhanced_only)))
         findings.sort(key=lambda f: (f.box[1] // 8, f.box[0]))
         return findings
+
+    def _reread_cyrillic(self, readings: list[tuple]) -> list[tuple[str, float]]:
+        """(text, confidence) of each kept line: Tesseract's reading where it reads Russian,
+        else PP-OCR's. Only when some reading looks like Cyrillic read as Latin (PP-OCR has no
+        Cyrillic) does Tesseract run, once for the whole image, over every kept line; a line
+        takes Tesseract's reading (and confidence) when most of its letters are Cyrillic and
+        Tesseract's confidence is TESSERACT_MIN or more. (PP-OCR's confidence already passed
+        `min_confidence`: the line is text; Latin look-alikes are what made PP-OCR unsure.)"""
+        from polymodal.backends import tesseract
+
+        out = [(r[0], r[1]) for r in readings]
+        if not any(looks_cyrillic_as_latin(text) for text, _ in out):
+            return out
+        if not tesseract.available():
+            _warn_once("find_text: a line looks like Russian read as Latin letters, but Tesseract "
+                       "with Russian is not installed, so it keeps PP-OCR's Latin reading; install "
+                       "it with: apt-get install tesseract-ocr tesseract-ocr-rus")
+            return out
+        crops = []
+        for _, _, quad, view, flipped in readings:
+            crop = self.engine.crop_line(self.full_view(view), _pad_ends(quad, READ_PAD, self.w, self.h))
+            crops.append(np.ascontiguousarray(crop[::-1, ::-1]) if flipped else crop)
+        try:
+            again = tesseract.read_lines(crops)
+        except tesseract.TesseractUnavailableError as exc:
+            _warn_once(f"find_text: Tesseract failed, keeping PP-OCR's readings: {exc}")
+            return out
+        for i, (text, conf) in enumerate(again):
+            if conf >= TESSERACT_MIN and _cyrillic_share(text) >= 0.5:
+                out[i] = (text, conf)
+        return out
 
     def _read_group(self, group: _Group):
         """Read the group's largest box through the view that found it (the plain image when
@@ -642,6 +695,53 @@ def _group(candidates: list[_Candidate], contain: float = 0.6) -> list[_Group]:
             groups.append(_Group([cand]))
             boxes.append((lo, hi))
     return groups
+
+
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_WORD = re.compile("[0-9A-Za-z\u0400-\u04ff]+")
+# Latin capitals PP-OCR reads lowercase Cyrillic letters as (в н к м т ш с о р и -> B H K M T W
+# C O P N), right after a lowercase letter ...
+_INNER_CAP = re.compile("(?<=[a-z\u0430-\u044f])[BHKMTWCOPN]")
+# ... and digits it reads Cyrillic letters as (З Ч Б О -> 3 4 6 0), next to a letter.
+_DIGIT_GLYPH = re.compile("(?<=[A-Za-z])[0346]|[0346](?=[A-Za-z])")
+
+
+def _cyrillic_tells(text: str) -> int:
+    """Signs of Russian read by a recogniser without Cyrillic ("ВНИМАНИЕ, модель" ->
+    "BHNMaHNe, mOeJb", "замени" -> "3aMeHИ", "СРОЧНО" -> "CPO4HO"): Cyrillic characters (PP-OCR
+    knows a few), a look-alike capital right after a lowercase letter (lowercase н, в, к, м, т,
+    ш look like Latin capitals), and 3/4/6/0 touching a letter (з, ч, б, о). English in capitals
+    ("INSTRUCTIos", a misread), canary codes and ordinary words give few of these."""
+    n = len(_CYRILLIC.findall(text))
+    for word in _WORD.findall(text):
+        if sum(ch.isalpha() for ch in word) >= 2:
+            n += len(_INNER_CAP.findall(word)) + len(_DIGIT_GLYPH.findall(word))
+    return n
+
+
+def looks_cyrillic_as_latin(text: str) -> bool:
+    """True when a reading looks like Russian read as Latin letters: at least CYRILLIC_TELLS
+    tells (see `_cyrillic_tells`), at least CYRILLIC_SHARE of its letters. On the PP-OCR
+    readings of benchmarks/guard_detection.py it fires on (validation split, where it was
+    designed) 75 of 157 lines of Russian images, 35 of 45 images, none of 350 English lines;
+    (test split) 224 of 534 lines of Russian images, 113 of 141 images; 0 of 1507 lines of
+    English attack and benign images; 1 line in 1 of 280 photos."""
+    tells = _cyrillic_tells(text)
+    return tells >= CYRILLIC_TELLS and tells >= CYRILLIC_SHARE * sum(ch.isalpha() for ch in text)
+
+
+def _cyrillic_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    return sum(bool(_CYRILLIC.match(ch)) for ch in letters) / len(letters) if letters else 0.0
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 def _has_text(text: str) -> bool:
