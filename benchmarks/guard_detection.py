@@ -231,7 +231,7 @@ def print_table(summary: dict, cases: list[Case], reports: list) -> None:
         print(f"{technique:<14} {_cell(*sets['kit']):>14} {_cell(*sets['held-out']):>14}   {target}")
     by_language = summary["recall"]["held-out by language"]
     print("held-out, all techniques: " + ", ".join(f"{k} {_cell(*v)}" for k, v in by_language.items())
-          + "  (Russian reaches the judge through a Latin-only OCR)")
+          + "  (Russian in pixels is read by Tesseract when it is installed; else as Latin look-alikes)")
     fa = summary["false_alarms"]
     print("\nfalse alarms (images flagged)")
     for name, what in (("ordinary", "ordinary benign text in plain sight (target <= 0.02)"),
