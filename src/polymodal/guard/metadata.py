@@ -442,6 +442,28 @@ def _boxes_touch(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _repair_qr_text(text: str) -> str:
+    """OpenCV returns a byte-mode payload as Latin-1 whatever its encoding. Encoders such as segno
+    write text that Latin-1 cannot hold as Shift-JIS (Cyrillic, Greek, kana) or UTF-8 bytes, which
+    then arrive as C1 control characters ("\\x84R\\x84\\x82..." for "Сро..."); real text has none.
+    Such a payload is decoded again, as UTF-8 first, then as Shift-JIS; else it is left as it is."""
+    if not _C1.search(text):
+        return text
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text
+    for encoding in ("utf-8", "shift_jis"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return text
+
+
 def _decode_qr(detector, grey: np.ndarray, scale: float) -> tuple[list[TextFinding], bool]:
     """(decoded codes, whether any code was located at all, decodable or not)."""
     try:
@@ -454,6 +476,7 @@ def _decode_qr(detector, grey: np.ndarray, scale: float) -> tuple[list[TextFindi
     for text, quad in zip(texts, points):
         if not text:
             continue  # located but not decodable
+        text = _repair_qr_text(text)
         q = np.asarray(quad, dtype=np.float64).reshape(-1, 2) / scale
         box = [int(np.floor(q[:, 0].min())), int(np.floor(q[:, 1].min())),
                int(np.ceil(q[:, 0].max())), int(np.ceil(q[:, 1].max()))]
