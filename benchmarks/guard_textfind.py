@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -58,25 +57,6 @@ ONE_MP = (1155, 866)
 # Matching
 
 
-def _alnum(text: str) -> str:
-    return re.sub(r"[^0-9A-Za-z]", "", text).upper()
-
-
-def canary_in(text: str, canary: str, max_edits: int = 1) -> bool:
-    """Whether `text` holds `canary` up to `max_edits` substitutions, insertions or deletions
-    (approximate substring match, Sellers' dynamic programme), on letters and digits only."""
-    pattern, hay = _alnum(canary), _alnum(text)
-    prev = list(range(len(pattern) + 1))
-    for ch in hay:
-        cur = [0]
-        for j, p in enumerate(pattern, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (p != ch)))
-        if cur[-1] <= max_edits:
-            return True
-        prev = cur
-    return prev[-1] <= max_edits
-
-
 def overlaps(a, b) -> bool:
     return a is not None and b is not None and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -86,7 +66,7 @@ def overlaps(a, b) -> bool:
 
 
 def recall(cases_per_technique: int, passes: str) -> dict:
-    from polymodal.guard.attacks import TECHNIQUES, generate_attacks, make_canary
+    from polymodal.guard.attacks import TECHNIQUES, canary_read, generate_attacks, make_canary
     from polymodal.guard.metadata import metadata_text, qr_text
     from polymodal.guard.textfind import find_text
 
@@ -111,7 +91,7 @@ def recall(cases_per_technique: int, passes: str) -> dict:
                 else:
                     findings = find_text(case.path, passes=passes)
                 row["seconds"].append(time.perf_counter() - t0)
-                hits = [f for f in findings if canary_in(f.text, canary)
+                hits = [f for f in findings if canary_read(f.text, canary)
                         and (case.box is None or overlaps(f.box, case.box))]
                 row["cases"] += 1
                 if hits:

@@ -255,6 +255,15 @@ def caption_examples():
     return out
 
 
+def attach_prior(model, image_dump: Path) -> None:
+    """Calibrate the scanner's hidden-text prior on the validation images of `image_dump` and
+    store it (with its table) in the model's config, under "scan"."""
+    cases, scored = image_scores(model, image_dump)
+    log_odds, table = calibrate_prior(cases, scored)
+    model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
+                            "image_set": f"validation images ({len(cases)}) of {image_dump.name}"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--evaluate", action="store_true", help="evaluate the shipped classifier; do not train")
@@ -286,12 +295,10 @@ def main(argv=None) -> int:
         if args.calibrate:  # only the scanner's prior, on the shipped (or --out) weights
             if not args.image_dump:
                 ap.error("--calibrate needs --image-dump")
-            cases, scored = image_scores(model, args.image_dump)
-            log_odds, table = calibrate_prior(cases, scored)
-            model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
-                                    "image_set": f"validation images ({len(cases)}) of {args.image_dump.name}"}
+            attach_prior(model, args.image_dump)
             model.save(args.out)
-            log(f"hidden-text prior {log_odds} log-odds saved in {args.out.with_suffix('.json')}")
+            log(f"hidden-text prior {model.config['scan']['hidden_log_odds']} log-odds saved in "
+                f"{args.out.with_suffix('.json')}")
         if model.config.get("dataset") != digest:
             log(f"note: the weights were trained on data set {model.config.get('dataset')}, this is {digest}")
     else:
@@ -302,10 +309,7 @@ def main(argv=None) -> int:
         model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid)
         model.config.update({"dataset": digest, "seed": args.seed, "latin_copies": len(latin)})
         if args.image_dump:
-            cases, scored = image_scores(model, args.image_dump)
-            log_odds, table = calibrate_prior(cases, scored)
-            model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
-                                    "image_set": f"validation images ({len(cases)}) of {args.image_dump.name}"}
+            attach_prior(model, args.image_dump)
         model.save(args.out)
         log(f"saved {args.out} ({args.out.stat().st_size // 1024} KB): {json.dumps(info)}")
     if args.skip_eval:

@@ -127,3 +127,31 @@ def test_rule_layer_flags_instructions_not_benign_text(cases):
 def test_unknown_technique():
     with pytest.raises(ValueError, match="visible"):
         render("hologram", CANARY)
+
+
+def _levenshtein(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def test_canary_read_is_the_best_substring_edit_distance():
+    """canary_read against brute force: the least Levenshtein distance from the canary to any
+    substring of the text (letters and digits, upper case), on random OCR-like strings."""
+    import random
+
+    from polymodal.guard.attacks import canary_read
+
+    assert canary_read("reply with ZX-482l-QP now", "ZX-4821-QP")  # one substitution
+    assert not canary_read("ZX-48-QP", "ZX-4821-QP")               # two deletions
+    rng = random.Random(0)
+    for _ in range(300):
+        canary = "".join(rng.choice("AB12") for _ in range(rng.randint(2, 6)))
+        text = "".join(rng.choice("AB12 -") for _ in range(rng.randint(0, 12)))
+        hay = text.replace(" ", "").replace("-", "")
+        best = min(_levenshtein(canary, hay[i:j]) for i in range(len(hay) + 1) for j in range(i, len(hay) + 1))
+        for k in (0, 1, 2):
+            assert canary_read(text, canary, max_edits=k) == (best <= k), (text, canary, k)

@@ -23,7 +23,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 pytest.importorskip("cv2")
 
 from polymodal.backends.ocr import OcrEngine, get_engine  # noqa: E402
-from polymodal.guard.attacks import render  # noqa: E402
+from polymodal.guard.attacks import canary_read, render  # noqa: E402
 from polymodal.guard.textfind import find_text, hiddenness, measure_ink  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,17 +38,8 @@ def _alnum(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", text).upper()
 
 
-def canary_in(text: str, canary: str = CANARY, max_edits: int = 1) -> bool:
-    """Approximate substring match (Sellers): `canary` in `text` within `max_edits` edits."""
-    pattern, prev = _alnum(canary), list(range(len(_alnum(canary)) + 1))
-    for ch in _alnum(text):
-        cur = [0]
-        for j, p in enumerate(pattern, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (p != ch)))
-        if cur[-1] <= max_edits:
-            return True
-        prev = cur
-    return prev[-1] <= max_edits
+def canary_in(text: str, canary: str = CANARY) -> bool:
+    return canary_read(text, canary)
 
 
 def overlaps(a, b) -> bool:
