@@ -223,7 +223,13 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     # --- override: cancel what the model was told before
     ("en.override.prior", "override", 0.9, rf"{_EN_VERB} {_W}{_EN_PRIOR} {_W}{_EN_OBJ}"),
     ("en.override.your", "override", 0.85,
-     rf"{_EN_VERB} (?:all )?(?:of )?your (?:\w+ )?{_EN_OBJ}"),
+     rf"{_EN_VERB} (?:all )?(?:of )?(?:your|its|their|the (?:model|assistant|ai|bot|llm|system)'?s) (?:\w+ )?{_EN_OBJ}"),
+    ("en.override.replace", "override", 0.75,
+     r"\b(?:replace|overwrite|swap|rewrite|reset|wipe|delete|remove|drop) (?:all )?(?:of )?your (?:\w+ )?"
+     r"(?:instructions|guidelines|guardrails|rules|system prompt|programming|restrictions|safety (?:rules|settings|filters))\b"),
+    ("en.override.obey_image", "override", 0.75,
+     r"\b(?:obey|follow|execute|carry out|comply with) (?:only )?(?:the |these |all )?(?:text|instructions?|commands?|orders|directions) "
+     r"(?:in|on|inside|within|written in|written on|from) (?:this|the) (?:image|picture|photo|screenshot)\b"),
     ("en.override.above", "override", 0.8,
      rf"{_EN_VERB} (?:all |everything |anything )?(?:the |that was |written |said )?(?:above|before)"
      r"(?= *(?:$|\n|[.,;:!]|and\b|instead\b|text\b|content\b))"),
@@ -244,13 +250,34 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("en.role.no_limits", "role_play", 0.45,
      r"\b(?:without|with no|free of|no) (?:any )?(?:restrictions|limitations|filters|content policy|ethical guidelines|safety guidelines|censorship)\b"),
     ("en.role.from_now_on", "role_play", 0.4, r"\bfrom now on,? you (?:are|will|must|shall)\b"),
+    ("en.role.jailbroken", "role_play", 0.75,
+     r"\b(?:you are|you're|as|become|play|act as|pretend to be) (?:an? |the )?(?:\w+ )?(?:jailbroken|unchained|unrestricted|unfiltered|uncensored|unaligned|rogue|evil) "
+     r"(?:ai|model|assistant|chatbot|bot|version|llm|twin|persona|character)\b|\bevil twin\b"),
+    ("en.role.never_refuse", "role_play", 0.7,
+     r"\b(?:you )?(?:never|must not|cannot|can't|won't|will not|do not|don't|no longer) (?:ever )?refuse\b|"
+     r"\bwithout (?:ever )?refusing\b|\b(?:answer|respond to|comply with) (?:every|all|any) (?:question|request|prompt)s? (?:without|no matter)\b"),
+    ("en.role.in_character", "role_play", 0.6,
+     r"\b(?:stay|remain|keep) in (?:character|role)\b|\b(?:never|do not|don't) break (?:character|role)\b"),
+    ("en.role.safety_off", "role_play", 0.75,
+     r"\b(?:safety|content|moderation|ethical) (?:filters?|guardrails?|restrictions?|rules|guidelines|checks|policies|settings|mode) "
+     r"(?:are|is|have been|has been|were|was) (?:now |hereby |temporarily )?(?:disabled|off|removed|lifted|turned off|deactivated|suspended|bypassed)\b|"
+     r"\b(?:disable|turn off|deactivate|remove|bypass) (?:all )?(?:of )?(?:your )?(?:safety|content|moderation) (?:filters?|guardrails?|restrictions?|checks|policies|rules)\b"),
+    ("en.role.debug_mode", "role_play", 0.7,
+     r"\b(?:debug|developer|maintenance|admin|god|test|unrestricted|unfiltered|jailbreak) mode (?:is |has been )?(?:now )?(?:enabled|on|activated|engaged|unlocked|for you)\b|"
+     r"\b(?:enabled|activated|unlocked|entered|entering) (?:the )?(?:debug|developer|maintenance|god|unrestricted|jailbreak) mode\b"),
     # --- imitations of chat-template and system markup
     ("tpl.special_tokens", "system_prompt", 0.9,
      r"<\|? (?:im start|im end|system|endoftext|eot id|start header id|end header id)\|?>|\[/?inst\]|<</?sys>>"),
     ("en.sys.header", "system_prompt", 0.8,
-     r"(?:^|\n) ?(?:#{2,}|\[) ?(?:system|instructions?)\b ?(?:\]|:|\n|$)|\bsystem (?:message|prompt|override|instruction|notice|update) ?:"),
+     r"(?:^|\n) ?(?:#{2,}|\[) ?(?:system|instructions?)\b ?(?:\]|:|\n|$)|\bsystem (?:message|prompt|override|instruction) ?:"),
     ("en.sys.line", "system_prompt", 0.4, r"(?:^|\n) ?(?:system|sys) ?: "),
     ("en.sys.role_line", "system_prompt", 0.3, r"(?:^|\n) ?(?:assistant|human|ai|### response) ?: "),
+    ("en.sys.operator_note", "system_prompt", 0.35,
+     r"\b(?:message|note|notice|update|instructions?|memo|announcement|directive) (?:from|by) (?:the |your )?"
+     r"(?:operators?|developers?|administrators?|admins?|creators?|openai|anthropic|moderators?)\b"),
+    ("en.sys.config_update", "system_prompt", 0.6,
+     r"\b(?:model|assistant|ai|llm|system|bot|chatbot|safety|policy|prompt) (?:configuration|config|policy|settings|rules?|behaviou?r) (?:update|change|override|patch)\b|"
+     r"\b(?:policy|configuration|config|rules?) (?:update|change) (?:for|to) (?:the |all |any )?(?:ai|model|assistant|llm|chatbot|bot)s?\b"),
     ("en.sys.end_prompt", "system_prompt", 0.8, r"\b(?:end|beginning|start) of (?:the )?(?:system )?prompt\b"),
     # --- directives about what to output
     ("en.out.only", "output_directive", 0.75,
@@ -274,6 +301,14 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("en.exfil.repeat_above", "exfiltration", 0.75, r"\brepeat (?:everything|all|the (?:text|words|words|lines)) (?:above|before this)\b"),
     ("en.exfil.user_secret", "exfiltration", 0.85,
      r"\b(?:the )?users?'?s? (?:password|passwords|api key|credentials|token|secret|secrets|chat history|conversation|messages|cookies|session|private data|personal data)\b"),
+    ("en.exfil.secret_key", "exfiltration", 0.8,
+     r"\b(?:print|output|quote|paste|include|spell out|read out|type out|dump|leak|append|recite|display|tell me|give me|"
+     r"send me|show me|write out|list) (?:all )?(?:of )?(?:your|its|the (?:assistant|model|system|bot|ai)'?s) (?:\w+ )?"
+     r"(?:api keys?|secret keys?|access tokens?|api tokens?|private keys?|credentials|secrets|environment variables)\b"),
+    ("en.exfil.encode", "exfiltration", 0.75,
+     r"\b(?:encode|convert|translate|put|embed|append|add|hide) (?:the |all |all the |your |our |this )?(?:previous |prior |earlier |above |whole |entire |full )?"
+     r"(?:messages|conversation|chat|chat history|dialog|dialogue|system prompt|instructions|context|secrets?) (?:\w+ ){0,2}"
+     r"(?:in|into|as|to|inside) (?:base ?64|hex|rot ?13|morse|an? (?:link|url|image url|query string)|the (?:link|url|image url))\b"),
     ("en.exfil.send_convo", "exfiltration", 0.8,
      r"\b(?:send|post|upload|transmit|forward|leak|append|encode) (?:the |this |our |your )?(?:conversation|chat|chat history|dialog|dialogue|prompt|secrets?|data|answer) (?:\w+ )?(?:to|into|in) (?:https?|www|the (?:url|link|image url))"),
     ("md.image_query", "exfiltration", 0.85, r"!\[[^\]\n]*\]\(\s*(?:https?:)?//[^)\s]*\?[^)\s]*="),
@@ -281,7 +316,8 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     # --- context cue: the text talks to a model
     ("en.addressee", None, 0.3,
      r"\b(?:ai|llm|chatbot|gpt|language model|vision model|vlm|assistant|ai assistant|ai model)s?\b(?: reading this)?"),
-    ("en.note_to_ai", None, 0.45, r"\b(?:note|message|instructions?) (?:to|for) (?:the |any |all )?(?:ai|assistant|model|llm|chatbot|bot)s?\b"),
+    ("en.note_to_ai", None, 0.45,
+     r"\b(?:note|message|instructions?|memo) (?:to|for) (?:the |any |all )?(?:\w+ )?(?:ai|assistant|model|llm|chatbot|bot)s?\b"),
 
     # --- Russian
     ("ru.override.prior", "override", 0.9, rf"{_RU_VERB} (?:\w+ )?{_RU_PRIOR} (?:\w+ )?{_RU_OBJ}"),
@@ -292,7 +328,19 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
      r"\b(?:теперь ты|ты теперь|отныне ты) (?:—|-)? ?(?:dan|дэн|не ассистент|не ии|свободн\w*|без ограничений|друг\w+ (?:ии|ассистент|модел\w*)|злой)"),
     ("ru.role.no_longer", "role_play", 0.8, r"\bты больше не (?:ассистент|ии|модель|связан\w*|обязан\w*)"),
     ("ru.role.pretend", "role_play", 0.4, r"\b(?:притворись|представь,? что ты|веди себя как|действуй как|играй роль)"),
-    ("ru.role.dev_mode", "role_play", 0.75, r"\bрежим\w* (?:разработчика|dan|без ограничений)"),
+    ("ru.role.dev_mode", "role_play", 0.75, r"\bрежим\w* (?:разработчика|отладки|бога|администратора|dan|без ограничений)"),
+    ("ru.role.safety_off", "role_play", 0.75,
+     r"\b(?:фильтр\w*|ограничени\w*|защит\w*|цензур\w*|модераци\w*|правила безопасности) (?:\w+ )?(?:теперь |временно )?"
+     r"(?:отключен\w*|сняты|снят\w*|деактивирован\w*|выключен\w*|убран\w*)|\b(?:отключи|выключи|сними|обойди)\w* (?:все |свои |твои )?(?:фильтр\w*|ограничени\w*|цензур\w*)"),
+    ("ru.role.never_refuse", "role_play", 0.7, r"\bникогда не отказыва\w*|\bне (?:смей |можешь )?отказыва\w* (?:мне|никому|ни в чём|ни в чем)|\bбез отказ\w*"),
+    ("ru.role.in_character", "role_play", 0.6, r"\bне выходи\w* из (?:роли|образа)|\bоставайся в (?:роли|образе)"),
+    ("ru.role.free_ai", "role_play", 0.75,
+     r"\bты (?:—|-)? ?(?:теперь |сейчас )?(?:свободн\w*|взломанн\w*|неограниченн\w*|зл\w*|нецензурн\w*) (?:ии|ai|ассистент\w*|модел\w*|нейросет\w*|бот\w*|двойник\w*)"),
+    ("ru.sys.operator_note", "system_prompt", 0.35,
+     r"\b(?:сообщение|уведомление|примечание|заметка|указание|распоряжение|инструкци\w*) (?:от )?(?:твоих |ваших |ваш\w* |тво\w* )?"
+     r"(?:разработчик\w*|администратор\w*|оператор\w*|создател\w*|модератор\w*)"),
+    ("ru.sys.config_update", "system_prompt", 0.6,
+     r"\b(?:обновлени\w*|изменени\w*) (?:политики|конфигурации|настроек|правил) (?:модели|ии|ассистента|бота|нейросети)"),
     ("ru.role.no_limits", "role_play", 0.45, r"\bбез (?:каких-либо |любых )?(?:ограничений|фильтров|цензуры)"),
     ("ru.sys.header", "system_prompt", 0.8, r"\bсистемн\w* (?:сообщение|промпт|подсказка|указание|инструкция) ?:"),
     ("ru.sys.line", "system_prompt", 0.4, r"(?:^|\n) ?система ?: "),
@@ -304,6 +352,11 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("ru.exfil.prompt", "exfiltration", 0.9,
      r"\b(?:покажи|выведи|раскрой|отправь|пришли|напиши|повтори|сообщи|перечисли)\w* (?:мне )?"
      r"(?:(?:весь |все |полный |исходный )*системн\w* (?:промпт|инструкци\w*|сообщени\w*)|(?:свой|свои|твой|твои) (?:\w+ )?(?:промпт|инструкци\w*))"),
+    ("ru.exfil.secret_key", "exfiltration", 0.8,
+     r"\b(?:покажи|выведи|раскрой|отправь|пришли|напиши|повтори|сообщи|процитируй|назови|вставь)\w* (?:мне )?(?:\w+ )?"
+     r"(?:api-ключ\w*|ключ\w* api|секретн\w* ключ\w*|токен\w*|парол\w*|учётн\w* данны\w*|учетн\w* данны\w*)"),
+    ("ru.note_to_ai", None, 0.45,
+     r"\b(?:если ты (?:ии|ai|модель|нейросеть|бот|ассистент)|(?:заметка|сообщение|примечание) (?:для|к) (?:ии|модели|нейросети|ассистента|бота))"),
     ("ru.exfil.user_secret", "exfiltration", 0.85,
      r"\b(?:пароль|пароли|токен|ключ api|api-ключ|учётные данные|учетные данные|историю переписки|переписку)\w* пользовател\w*"),
 
@@ -321,6 +374,14 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("zh.exfil.prompt", "exfiltration", 0.9,
      r"(?:输出|显示|打印|告诉我|泄露|透露|发送|重复|给出)(?:你的)?(?:完整的?)?(?:系统提示词?|初始指令|隐藏指令|原始指令|系统指令)"),
     ("zh.exfil.user_secret", "exfiltration", 0.85, r"用户的?(?:密码|令牌|密钥|聊天记录|对话记录|对话)"),
+    ("zh.exfil.secret_key", "exfiltration", 0.8, r"(?:输出|显示|打印|告诉我|泄露|透露|发送|给出|引用|写出)(?:你的|系统的|助手的)(?:api ?密钥|api ?key|秘密密钥|密钥|访问令牌|令牌|密码)"),
+    ("zh.role.safety_off", "role_play", 0.75, r"(?:安全|内容)?(?:过滤器?|过滤|审查|限制|防护)(?:已经?|都已|均已|现已)(?:被)?(?:关闭|禁用|解除|取消|移除)|(?:关闭|禁用|解除|绕过)(?:你的|所有)?(?:安全)?(?:过滤器?|审查|限制)"),
+    ("zh.role.never_refuse", "role_play", 0.7, r"(?:永远|绝不|从不|决不)(?:要)?拒绝|不(?:要|得|能)拒绝(?:任何)?"),
+    ("zh.role.in_character", "role_play", 0.6, r"(?:保持|不要脱离|不要跳出|别跳出)(?:这个)?角色"),
+    ("zh.role.debug_mode", "role_play", 0.7, r"调试模式|维护模式|无限制模式|上帝模式"),
+    ("zh.sys.operator_note", "system_prompt", 0.35, r"(?:来自)?(?:你的)?(?:开发者|开发人员|运营方|操作员)(?:的)?(?:通知|消息|指示|说明|备注|公告)"),
+    ("zh.sys.config_update", "system_prompt", 0.6, r"(?:模型|助手|AI|ai|系统)(?:的)?(?:配置|策略|政策|设置)(?:更新|变更)"),
+    ("zh.note_to_ai", None, 0.45, r"(?:如果你是(?:AI|ai|人工智能|模型|助手|机器人)|(?:给|致)(?:AI|ai|人工智能|模型|助手)的)"),
 ])
 
 
