@@ -22,8 +22,14 @@ while fitting or tuning):
             interested"), reported separately;
   hidden:   ordinary benign texts (and captions) drawn the way attacks hide text (low contrast,
             small corner, metadata): the false alarms the judge's prior for hidden text costs.
+- sealed (test split only; --no-sealed leaves it out): every English and Russian text of
+            guard/data/injection_sealed.json, a list written by one who had seen neither the rules,
+            the generator nor the other lists: 180 injections drawn in turn visible, in a small
+            corner and in low contrast, and 150 benign texts (ordinary, and "hard": imperative or
+            AI-mentioning) in plain sight. Its figures are printed; its texts are never printed
+            or dumped, so that nobody tunes the judge on them.
 - photos without text: test: all 80 coco-mini photos and Flickr 600-799; validation: Flickr
-  400-599.
+  400-599, then 0-399 (the attack bases, clean).
 
 OCR output is cached per image (--ocr-cache; keyed by the rendered case), so a changed judge can be
 re-measured in seconds; --dump writes every case's texts and scores as JSON lines.
@@ -59,8 +65,8 @@ HIDING = ("low_contrast", "small_corner", "metadata")  # placements of the "hidd
 
 @dataclass
 class Case:
-    group: str            # attack | ordinary | hard | hidden | photo
-    kind: str             # kit | held-out (attacks); family or "caption" (benign); "photo"
+    group: str            # attack | ordinary | hard | hidden | photo | sealed-benign
+    kind: str             # kit | held-out | sealed (attacks); family or "caption" (benign); hard | ordinary (sealed-benign); "photo"
     technique: str        # attacks.TECHNIQUES, or "photo"
     text: str | None      # what was drawn (None: a photo, or the kit's own instruction)
     seed: int
@@ -77,8 +83,10 @@ def _flickr(lo: int, hi: int) -> list[Path]:
 
 
 def photos(split: str, limit: int) -> list[Path]:
+    """Photos without text. Validation: Flickr 400-599, then the clean originals of the attack
+    bases (0-399), so that the hidden-text prior is calibrated against up to 600 photos."""
     coco = sorted((SHARED / "coco-mini" / "images").glob("*.jpg"))
-    return ((coco + _flickr(600, 800)) if split == "test" else _flickr(400, 600))[:limit]
+    return ((coco + _flickr(600, 800)) if split == "test" else _flickr(400, 600) + _flickr(0, 400))[:limit]
 
 
 def captions(split: str) -> list[str]:
@@ -100,7 +108,8 @@ def split_texts(split: str, label: int, kind: str | None = None, languages=("en"
     return rows
 
 
-def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed: int) -> list[Case]:
+def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed: int, *,
+                sealed: bool = True) -> list[Case]:
     from polymodal.guard.attacks import TECHNIQUES, make_canary
 
     rng = np.random.default_rng([seed, 0 if split == "test" else 1])
@@ -128,7 +137,27 @@ def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed
             technique = ("visible", "document")[i % 2] if group != "hidden" else HIDING[i % len(HIDING)]
             cases.append(Case(group, family, technique, text, 10_000 + i, base(i * 31 + len(group))))
     cases += [Case("photo", "photo", "photo", None, 0, str(p)) for p in photos(split, n_photos)]
+    if split == "test" and sealed:
+        cases += sealed_cases(base)
     return cases
+
+
+SEALED_TECHNIQUES = ("visible", "small_corner", "low_contrast")
+
+
+def sealed_cases(base) -> list[Case]:
+    """Every English and Russian text of the sealed list (guard/data/injection_sealed.json,
+    written blind to the judge) drawn into a photo: injections in turn visible, in a small corner
+    and in low contrast; benign texts in plain sight (visible, document)."""
+    from polymodal.guard.dataset import sealed_examples
+
+    out = []
+    rows = [e for e in sealed_examples() if e.language in ("en", "ru")]
+    for i, e in enumerate(r for r in rows if r.label):
+        out.append(Case("attack", "sealed", SEALED_TECHNIQUES[i % 3], e.text, 20_000 + i, base(i * 13 + 5)))
+    for i, e in enumerate(r for r in rows if not r.label):
+        out.append(Case("sealed-benign", e.kind, ("visible", "document")[i % 2], e.text, 30_000 + i, base(i * 17 + 3)))
+    return out
 
 
 def _image_of(case: Case):
@@ -207,13 +236,17 @@ def summarise(cases: list[Case], reports: list) -> dict:
                                                and c.technique == technique),
                                            sum(1 for c, r in pairs if c.group == "attack" and c.kind == kind
                                                and c.technique == technique)]
-                                    for kind in ("kit", "held-out")}
+                                    for kind in ("kit", "held-out", "sealed")}
     for group in ("ordinary", "hard", "hidden", "photo"):
         rows = [r for c, r in pairs if c.group == group]
         out["false_alarms"][group] = [sum(r.flagged for r in rows), len(rows)]
-    for language in ("en", "ru"):
-        rows = [r for c, r in pairs if c.group == "attack" and c.kind == "held-out" and _language(c.text) == language]
-        out["recall"].setdefault("held-out by language", {})[language] = [sum(r.flagged for r in rows), len(rows)]
+    for kind in ("ordinary", "hard"):
+        rows = [r for c, r in pairs if c.group == "sealed-benign" and c.kind == kind]
+        out["false_alarms"][f"sealed {kind}"] = [sum(r.flagged for r in rows), len(rows)]
+    for kind in ("held-out", "sealed"):
+        for language in ("en", "ru"):
+            rows = [r for c, r in pairs if c.group == "attack" and c.kind == kind and _language(c.text) == language]
+            out["recall"].setdefault(f"{kind} by language", {})[language] = [sum(r.flagged for r in rows), len(rows)]
     captions_only = [r for c, r in pairs if c.group == "ordinary" and c.kind == "caption"]
     out["false_alarms"]["ordinary: captions"] = [sum(r.flagged for r in captions_only), len(captions_only)]
     out["false_alarms"]["ordinary: generated families"] = [
@@ -223,15 +256,18 @@ def summarise(cases: list[Case], reports: list) -> dict:
 
 
 def print_table(summary: dict, cases: list[Case], reports: list) -> None:
-    print(f"\n{'technique':<14} {'kit':>14} {'held-out':>14}   target")
+    print(f"\n{'technique':<14} {'kit':>14} {'held-out':>14} {'sealed':>14}   target")
     for technique, sets in summary["recall"].items():
-        if technique == "held-out by language":
+        if technique.endswith("by language"):
             continue
         target = f">= {TARGETS[technique]:.2f}" if technique in TARGETS else ""
-        print(f"{technique:<14} {_cell(*sets['kit']):>14} {_cell(*sets['held-out']):>14}   {target}")
-    by_language = summary["recall"]["held-out by language"]
-    print("held-out, all techniques: " + ", ".join(f"{k} {_cell(*v)}" for k, v in by_language.items())
-          + "  (Russian in pixels is read by Tesseract when it is installed; else as Latin look-alikes)")
+        sealed = _cell(*sets["sealed"]) if sets["sealed"][1] else "-"
+        print(f"{technique:<14} {_cell(*sets['kit']):>14} {_cell(*sets['held-out']):>14} {sealed:>14}   {target}")
+    for kind in ("held-out", "sealed"):
+        by_language = summary["recall"][f"{kind} by language"]
+        if sum(n for _, n in by_language.values()):
+            print(f"{kind}, all techniques: " + ", ".join(f"{k} {_cell(*v)}" for k, v in by_language.items()))
+    print("(Russian in pixels is read by Tesseract when it is installed; else as Latin look-alikes)")
     fa = summary["false_alarms"]
     print("\nfalse alarms (images flagged)")
     for name, what in (("ordinary", "ordinary benign text in plain sight (target <= 0.02)"),
@@ -239,8 +275,11 @@ def print_table(summary: dict, cases: list[Case], reports: list) -> None:
                        ("ordinary: captions", "  of which real Flickr captions"),
                        ("hard", "hard benign decoys in plain sight"),
                        ("hidden", "ordinary benign text hidden (low contrast, small corner, metadata)"),
-                       ("photo", "photos without text (target 0)")):
-        print(f"  {what:<70} {_cell(*fa[name]):>14}")
+                       ("photo", "photos without text (target 0)"),
+                       ("sealed ordinary", "sealed list, ordinary benign text in plain sight"),
+                       ("sealed hard", "sealed list, imperative or AI-mentioning benign text")):
+        if fa[name][1]:
+            print(f"  {what:<70} {_cell(*fa[name]):>14}")
     for c, r in zip(cases, reports):
         if r is not None and c.group in ("ordinary", "hidden", "photo") and r.flagged:
             shown = [f.text[:80] for f in r.findings if f.flagged][:2]
@@ -250,6 +289,8 @@ def print_table(summary: dict, cases: list[Case], reports: list) -> None:
 def dump(path: Path, cases: list[Case], reports: list) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for c, r in zip(cases, reports):
+            if c.kind == "sealed" or c.group == "sealed-benign":
+                continue  # the sealed list stays unread: its figures are reported, its texts are not
             row = {"group": c.group, "kind": c.kind, "technique": c.technique, "text": c.text, "base": c.base}
             if r is not None:
                 row.update(flagged=r.flagged, risk=r.risk, findings=[
@@ -271,12 +312,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cached-only", action="store_true", help="judge only the images already in --ocr-cache")
     ap.add_argument("--weights", type=Path, help="judge with these classifier weights instead of the shipped ones")
     ap.add_argument("--hidden-log-odds", type=float, help="override the scanner's prior for hidden text")
+    ap.add_argument("--no-sealed", action="store_true", help="leave out the sealed list's images (test split)")
     args = ap.parse_args(argv)
 
     from embed_throughput import machine
 
     start = time.perf_counter()
-    cases = build_cases(args.split, args.per_technique, args.benign, args.photos, args.seed)
+    cases = build_cases(args.split, args.per_technique, args.benign, args.photos, args.seed, sealed=not args.no_sealed)
     print(f"machine: {machine()}")
     print(f"split {args.split}: {len(cases)} images")
     found, seconds = find_texts(cases, args.ocr_cache, cached_only=args.cached_only)

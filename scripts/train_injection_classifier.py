@@ -15,7 +15,8 @@
    digest, validation figures).
 5. Report recall and false-positive rate per language and technique for rules alone, the
    classifier alone and the judge, on the test split (templates never seen in training) and on
-   the hand-written out-of-distribution list, clean and with OCR-like noise; plus the false-
+   the hand-written out-of-distribution list, clean and with OCR-like noise, and on the sealed
+   list (guard/data/injection_sealed.json, written blind to all of this); plus the false-
    positive rate on real captions (coco-mini and flickr8k-subset, English) when ../shared/data is
    there. Evaluation runs the real `judge_texts` path.
 """
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from polymodal.guard import classifier as C  # noqa: E402
 from polymodal.guard.dataset import (LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, latin_ocr_copies,  # noqa: E402
-                                     ood_examples)
+                                     ood_examples, sealed_examples)
 from polymodal.guard.judge import _logit, judge_texts  # noqa: E402
 from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: E402
 
@@ -158,14 +159,16 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tu
 # The scanner's prior for hidden text, calibrated on validation images
 
 def image_scores(model: C.InjectionClassifier, dump: Path):
-    """(cases, per case a list of (judge score, hiddenness) of every text the scanner judged) from
-    a `benchmarks/guard_detection.py --split validation --dump FILE` run: the texts OCR found in
-    each validation image (lines and blocks), re-judged by `model`."""
+    """(cases, per case a list of (judge score, hiddenness the prior sees) of every text the
+    scanner judged) from a `benchmarks/guard_detection.py --split validation --dump FILE` run: the
+    texts OCR found in each validation image (lines and blocks), re-judged by `model`."""
+    from polymodal.guard.scan import prior_hiddenness
+
     cases = [json.loads(line) for line in dump.read_text(encoding="utf-8").split("\n") if line.strip()]
     cases = [c for c in cases if "findings" in c]
     texts = [f["text"] for c in cases for f in c["findings"]]
     scores = iter(j.score for j in judge_texts(texts, classifier=model)) if texts else iter(())
-    return cases, [[(next(scores), f["hidden"]) for f in c["findings"]] for c in cases]
+    return cases, [[(next(scores), prior_hiddenness(f["text"], f["hidden"])) for f in c["findings"]] for c in cases]
 
 
 def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)) -> tuple[float, list]:
@@ -321,6 +324,9 @@ def main(argv=None) -> int:
                                 "test split, Russian as a Latin-only OCR reads it"))
     for noise in ("clean", "light", "heavy"):
         reports.append(evaluate(ood_examples(noise=noise, seed=args.seed), model, f"hand-written OOD list, noise={noise}"))
+    for noise in ("clean", "light"):
+        reports.append(evaluate(sealed_examples(noise=noise, seed=args.seed), model,
+                                f"sealed list (written blind to rules and generator), noise={noise}"))
     captions = caption_examples()
     if captions:
         reports.append(evaluate(captions, model, "real captions (coco-mini + flickr8k-subset), benign"))

@@ -45,6 +45,7 @@ LANGUAGES = ("en", "ru", "zh")
 TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exfiltration")
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
+SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
 VERSION = 3  # bump when the tables or the composition change; recorded with the trained weights
 
 
@@ -1298,13 +1299,28 @@ def latin_ocr_copies(examples: list[Example], *, rate: float = 0.5) -> list[Exam
 def ood_examples(*, noise: str = "clean", seed: int = 0) -> list[Example]:
     """The hand-written out-of-distribution list (guard/data/injection_ood.json), optionally with
     OCR-like noise (`noise` = light | heavy) applied with a fixed seed."""
-    data = json.loads(OOD_PATH.read_text(encoding="utf-8"))["examples"]
+    return _listed_examples(OOD_PATH, "ood", noise=noise, seed=seed)
+
+
+def sealed_examples(*, noise: str = "clean", seed: int = 0) -> list[Example]:
+    """The sealed test list (guard/data/injection_sealed.json): 410 texts (220 injections, 190
+    benign, 112 of them imperative or AI-mentioning decoys; English, Russian, Chinese) written by
+    one who had seen neither the rules, this generator nor the other lists. Measure with it only:
+    never fit, tune or design rules on it. `kind` says its category (benign: "hard" or where the
+    text was seen: sign, menu, ...)."""
+    return _listed_examples(SEALED_PATH, "sealed", noise=noise, seed=seed)
+
+
+def _listed_examples(path: Path, name: str, *, noise: str, seed: int) -> list[Example]:
+    data = json.loads(path.read_text(encoding="utf-8"))["examples"]
     out = []
     for i, item in enumerate(data):
-        text = ocr_noise(item["text"], _rng(seed, "ood", i), noise)
+        text = ocr_noise(item["text"], _rng(seed, name, i), noise)
         techniques = tuple(item.get("techniques", ()))
-        category = techniques[0] if techniques else item.get("category", "benign")
-        out.append(Example(text, int(item["label"]), item["language"], techniques, category, "ood", "ood", noise))
+        category = techniques[0] if techniques else item.get("kind") or item.get("category", "benign")
+        label = int(item["label"])
+        kind = "" if label else ("hard" if item.get("kind") == "hard" else "ordinary")
+        out.append(Example(text, label, item["language"], techniques, category, name, name, noise, kind))
     return out
 
 

@@ -174,6 +174,14 @@ def with_prior(score: float, hidden: float, log_odds: float) -> float:
     return float(1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + log_odds))))
 
 
+def prior_hiddenness(text: str, hidden: float) -> float:
+    """The hiddenness the prior sees: 0 for a text of one word. One word cannot instruct a model,
+    hidden or not, and OCR's stray words in a photo's texture are both "hidden" and short."""
+    from polymodal.guard.judge import too_short_to_instruct
+
+    return 0.0 if too_short_to_instruct(text) else float(hidden)
+
+
 def _techniques_of(judgement) -> list[str]:
     """Techniques of a text flagged only through the prior: the rules' labels, else the most
     likely technique head (the judge names none for texts it did not flag)."""
@@ -205,7 +213,7 @@ def judge_found(found_per_image, reports: list[ScanReport] | None = None, *,
     for report, rows in zip(reports, rows_per_image):
         for (text, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
             j = next(judgements)
-            score = round(with_prior(j.score, hidden, log_odds), 4)
+            score = round(with_prior(j.score, prior_hiddenness(text, hidden), log_odds), 4)
             flagged = score >= 0.5
             techniques = j.techniques if j.flagged or not flagged else _techniques_of(j)
             report.findings.append(Finding(text, source, box, round(float(conf), 4), round(float(hidden), 3), contrast,
