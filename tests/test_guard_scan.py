@@ -11,7 +11,8 @@ import pytest
 
 from polymodal.cli.main import main
 from polymodal.guard.attacks import generate_attacks
-from polymodal.guard.scan import HIDDEN, group_lines, judge_found, scan_image, scan_images, with_prior
+from polymodal.guard.scan import (HIDDEN, group_lines, judge_found, prior_hiddenness, scan_image, scan_images,
+                                  with_prior)
 from tests.conftest import shared_data
 
 
@@ -143,3 +144,7 @@ def test_hidden_text_prior():
     assert not on[0].flagged and on[1].flagged and on[1].hidden_injection and on[1].techniques
     f = on[1].findings[0]
     assert f.text_score == off[1].findings[0].score and f.score > f.text_score
+    # one word cannot instruct: the prior leaves a hidden stray word (OCR of a photo's texture) alone
+    word = TextFinding("sthaden", [10, 90, 80, 110], 0.9, "ocr:contrast", hidden=0.9)
+    assert prior_hiddenness("sthaden", 0.9) == 0.0 and prior_hiddenness("city library", 0.9) == 0.9
+    assert not judge_found([[word]], log_odds=30.0)[0].flagged

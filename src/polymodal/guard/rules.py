@@ -211,7 +211,8 @@ _EN_PRIOR = r"(?:previous|previously|prior|above|earlier|preceding|foregoing|for
 _EN_VERB = r"\b(?:ignore|ignoring|disregard|disregarding|forget|override|bypass|neglect|discard|skip)"
 _RU_OBJ = r"(?:инструкци\w*|указани\w*|команд\w*|правил\w*|промпт\w*|подсказк\w*|ограничени\w*|сообщени\w*|директив\w*)"
 _RU_PRIOR = r"(?:предыдущ\w*|прошл\w*|прежн\w*|предшествующ\w*|вышеуказанн\w*|вышеприведённ\w*|вышеприведенн\w*|систем\w*|сво\w*|тво\w*|исходн\w*|ранее\w*|все|всё|любые)"
-_RU_VERB = r"(?:проигнорируй\w*|игнорируй\w*|игнорировать|забудь\w*|отбрось\w*|отмени\w*|не обращай\w* внимани\w* на)"
+_RU_VERB = (r"(?:проигнорируй\w*|игнорируй\w*|игнорировать|забудь\w*|отбрось\w*|отмени\w*|не обращай\w* внимани\w* на|"
+            r"(?:перестань|прекрати)\w* (?:соблюдать|следовать|выполнять|слушаться|подчиняться)|больше не (?:соблюдай|выполняй|следуй)\w*)")
 _ZH_PRIOR = r"(?:之前|以前|先前|上面|上述|以上|前面|此前|原来|原先|原有|你的|所有|全部|一切|系统)"
 _ZH_OBJ = r"(?:指令|指示|说明|规则|提示词|提示|命令|要求|设定|限制)"
 _EN_LEAK = (r"\b(?:print|reveal|show|output|repeat|send|tell|display|leak|share|give|write|list|dump|"
@@ -245,7 +246,7 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("en.role.dan", "role_play", 0.85, r"\bdo anything now\b|\byou are dan\b|\bact as dan\b"),
     ("en.role.act_as", "role_play", 0.75,
      r"\b(?:act|behave|respond|roleplay|role play) (?:as|like) (?:an? |the )?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue) "),
-    ("en.role.dev_mode", "role_play", 0.75, r"\b(?:developer|jailbreak|god|dan) mode (?:enabled|on|activated|engaged)\b|\benable (?:developer|jailbreak|dan) mode\b"),
+    ("en.role.dev_mode", "role_play", 0.75, r"\b(?:jailbreak|god|dan|unrestricted|unfiltered) mode (?:is |has been )?(?:now )?(?:enabled|on|activated|engaged|unlocked)\b|\benable (?:jailbreak|dan) mode\b"),
     ("en.role.pretend", "role_play", 0.4, r"\b(?:pretend|imagine) (?:to be|you are|you're|that you are|that you're)\b"),
     ("en.role.no_limits", "role_play", 0.45,
      r"\b(?:without|with no|free of|no) (?:any )?(?:restrictions|limitations|filters|content policy|ethical guidelines|safety guidelines|censorship)\b"),
@@ -256,15 +257,18 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("en.role.never_refuse", "role_play", 0.7,
      r"\b(?:you )?(?:never|must not|cannot|can't|won't|will not|do not|don't|no longer) (?:ever )?refuse\b|"
      r"\bwithout (?:ever )?refusing\b|\b(?:answer|respond to|comply with) (?:every|all|any) (?:question|request|prompt)s? (?:without|no matter)\b"),
-    ("en.role.in_character", "role_play", 0.6,
+    ("en.role.in_character", "role_play", 0.45,
      r"\b(?:stay|remain|keep) in (?:character|role)\b|\b(?:never|do not|don't) break (?:character|role)\b"),
     ("en.role.safety_off", "role_play", 0.75,
      r"\b(?:safety|content|moderation|ethical) (?:filters?|guardrails?|restrictions?|rules|guidelines|checks|policies|settings|mode) "
      r"(?:are|is|have been|has been|were|was) (?:now |hereby |temporarily )?(?:disabled|off|removed|lifted|turned off|deactivated|suspended|bypassed)\b|"
      r"\b(?:disable|turn off|deactivate|remove|bypass) (?:all )?(?:of )?(?:your )?(?:safety|content|moderation) (?:filters?|guardrails?|restrictions?|checks|policies|rules)\b"),
-    ("en.role.debug_mode", "role_play", 0.7,
-     r"\b(?:debug|developer|maintenance|admin|god|test|unrestricted|unfiltered|jailbreak) mode (?:is |has been )?(?:now )?(?:enabled|on|activated|engaged|unlocked|for you)\b|"
+    ("en.role.debug_mode", "role_play", 0.45,
+     r"\b(?:debug|developer|maintenance|admin|test) mode (?:is |has been )?(?:now )?(?:enabled|on|activated|engaged|unlocked)\b|"
      r"\b(?:enabled|activated|unlocked|entered|entering) (?:the )?(?:debug|developer|maintenance|god|unrestricted|jailbreak) mode\b"),
+    ("en.role.mode_for_you", "role_play", 0.75,
+     r"\b(?:debug|developer|maintenance|admin|god|unrestricted|unfiltered|jailbreak) mode (?:is |has been )?(?:now )?(?:enabled |on |activated |unlocked )?for you\b|"
+     r"\byou are (?:now )?(?:in|running in|operating in) (?:debug|developer|maintenance|admin|god|unrestricted|unfiltered|jailbreak|dan) mode\b"),
     # --- imitations of chat-template and system markup
     ("tpl.special_tokens", "system_prompt", 0.9,
      r"<\|? (?:im start|im end|system|endoftext|eot id|start header id|end header id)\|?>|\[/?inst\]|<</?sys>>"),
@@ -291,6 +295,9 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
      r"\byour (?:only |entire |whole |final |next )?(?:response|reply|answer|output) (?:must|should|will|has to|needs to) (?:be|contain|start|begin|include)"),
     ("en.out.begin_with", "output_directive", 0.75,
      r"\b(?:begin|start|end|prefix) your (?:response|answer|reply|output) with\b"),
+    ("en.out.quoted_first", "output_directive", 0.6,
+     rf"\b(?:start|begin|open|end|finish) (?:with|by (?:saying|writing|typing)) {_QUOTE}|"
+     r"\bas (?:your|the) (?:very )?(?:first|last|only|opening|final) (?:word|words|line|sentence|thing you say)\b"),
     ("en.out.hide", "output_directive", 0.75,
      r"\b(?:do not|don't|never) (?:mention|describe|reveal|tell|inform|warn) (?:the user|this image|the image|this text|these instructions)\b"),
     ("en.out.describe_as", "output_directive", 0.7, r"\b(?:describe|caption|summari[sz]e|classify) (?:this|the) (?:image|picture|photo|document) as\b"),
@@ -328,12 +335,13 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
      r"\b(?:теперь ты|ты теперь|отныне ты) (?:—|-)? ?(?:dan|дэн|не ассистент|не ии|свободн\w*|без ограничений|друг\w+ (?:ии|ассистент|модел\w*)|злой)"),
     ("ru.role.no_longer", "role_play", 0.8, r"\bты больше не (?:ассистент|ии|модель|связан\w*|обязан\w*)"),
     ("ru.role.pretend", "role_play", 0.4, r"\b(?:притворись|представь,? что ты|веди себя как|действуй как|играй роль)"),
-    ("ru.role.dev_mode", "role_play", 0.75, r"\bрежим\w* (?:разработчика|отладки|бога|администратора|dan|без ограничений)"),
+    ("ru.role.dev_mode", "role_play", 0.75, r"\bрежим\w* (?:бога|dan|дэн|без ограничений)|\b(?:включ|активир)\w* (?:тебе|для тебя) режим\w*|\bты (?:теперь |сейчас )?в режиме"),
+    ("ru.role.mode_on", "role_play", 0.45, r"\bрежим\w* (?:разработчика|отладки|администратора) (?:\w+ )?(?:включ\w*|активирован\w*|разблокирован\w*)|\b(?:включ|активир)\w* режим\w* (?:разработчика|отладки)"),
     ("ru.role.safety_off", "role_play", 0.75,
      r"\b(?:фильтр\w*|ограничени\w*|защит\w*|цензур\w*|модераци\w*|правила безопасности) (?:\w+ )?(?:теперь |временно )?"
      r"(?:отключен\w*|сняты|снят\w*|деактивирован\w*|выключен\w*|убран\w*)|\b(?:отключи|выключи|сними|обойди)\w* (?:все |свои |твои )?(?:фильтр\w*|ограничени\w*|цензур\w*)"),
     ("ru.role.never_refuse", "role_play", 0.7, r"\bникогда не отказыва\w*|\bне (?:смей |можешь )?отказыва\w* (?:мне|никому|ни в чём|ни в чем)|\bбез отказ\w*"),
-    ("ru.role.in_character", "role_play", 0.6, r"\bне выходи\w* из (?:роли|образа)|\bоставайся в (?:роли|образе)"),
+    ("ru.role.in_character", "role_play", 0.45, r"\bне выходи\w* из (?:роли|образа)|\bоставайся в (?:роли|образе)"),
     ("ru.role.free_ai", "role_play", 0.75,
      r"\bты (?:—|-)? ?(?:теперь |сейчас )?(?:свободн\w*|взломанн\w*|неограниченн\w*|зл\w*|нецензурн\w*) (?:ии|ai|ассистент\w*|модел\w*|нейросет\w*|бот\w*|двойник\w*)"),
     ("ru.sys.operator_note", "system_prompt", 0.35,
@@ -377,8 +385,8 @@ RULES: tuple[Rule, ...] = tuple(Rule(i, lab, w, _rx(p)) for i, lab, w, p in [
     ("zh.exfil.secret_key", "exfiltration", 0.8, r"(?:输出|显示|打印|告诉我|泄露|透露|发送|给出|引用|写出)(?:你的|系统的|助手的)(?:api ?密钥|api ?key|秘密密钥|密钥|访问令牌|令牌|密码)"),
     ("zh.role.safety_off", "role_play", 0.75, r"(?:安全|内容)?(?:过滤器?|过滤|审查|限制|防护)(?:已经?|都已|均已|现已)(?:被)?(?:关闭|禁用|解除|取消|移除)|(?:关闭|禁用|解除|绕过)(?:你的|所有)?(?:安全)?(?:过滤器?|审查|限制)"),
     ("zh.role.never_refuse", "role_play", 0.7, r"(?:永远|绝不|从不|决不)(?:要)?拒绝|不(?:要|得|能)拒绝(?:任何)?"),
-    ("zh.role.in_character", "role_play", 0.6, r"(?:保持|不要脱离|不要跳出|别跳出)(?:这个)?角色"),
-    ("zh.role.debug_mode", "role_play", 0.7, r"调试模式|维护模式|无限制模式|上帝模式"),
+    ("zh.role.in_character", "role_play", 0.45, r"(?:保持|不要脱离|不要跳出|别跳出)(?:这个)?角色"),
+    ("zh.role.debug_mode", "role_play", 0.7, r"无限制模式|上帝模式|越狱模式|为你(?:开启|启用|激活)了?(?:调试|开发者|维护)模式"),
     ("zh.sys.operator_note", "system_prompt", 0.35, r"(?:来自)?(?:你的)?(?:开发者|开发人员|运营方|操作员)(?:的)?(?:通知|消息|指示|说明|备注|公告)"),
     ("zh.sys.config_update", "system_prompt", 0.6, r"(?:模型|助手|AI|ai|系统)(?:的)?(?:配置|策略|政策|设置)(?:更新|变更)"),
     ("zh.note_to_ai", None, 0.45, r"(?:如果你是(?:AI|ai|人工智能|模型|助手|机器人)|(?:给|致)(?:AI|ai|人工智能|模型|助手)的)"),
