@@ -16,6 +16,7 @@ import pytest
 from polymodal.errors import InvalidInputError
 from polymodal.guard import classifier as C
 from polymodal.guard.dataset import (LANGUAGES, ORDINARY, SPLITS, TECHNIQUES, build_dataset, cyrillic_as_latin,
+                                     handwritten_examples, sealed_examples,
                                      dataset_digest, fragments, ocr_noise, ood_examples, wrap)
 from polymodal.guard.rules import LABELS
 
@@ -44,6 +45,39 @@ def test_dataset_is_deterministic_and_covers_every_group(dataset):
     assert all(not e.techniques for e in dataset if not e.label)
     noise = Counter(e.noise for e in dataset)
     assert noise["clean"] and noise["light"] and noise["heavy"]
+
+
+def test_handwritten_list_trains_only_and_stays_apart_from_the_test_lists(dataset):
+    hand = handwritten_examples()
+    assert {e.split for e in hand} == {"train"}  # its ru/zh items restate en ones: splitting would leak
+    counts = Counter((e.language, e.label) for e in hand)
+    assert all(counts[(lang, label)] >= 200 for lang in LANGUAGES for label in (0, 1)), counts
+    assert len({e.text for e in hand}) == len(hand)
+    # technique heads learn only from kinds that name a technique
+    assert all(e.techniques is None or set(e.techniques) <= set(LABELS) for e in hand if e.label)
+    assert any(e.techniques is None for e in hand) and any(e.techniques for e in hand if e.label)
+    assert all(e.techniques == () for e in hand if not e.label)
+    held_out = {e.text for e in ood_examples()} | {e.text for e in sealed_examples()}
+    test_texts = {e.text for e in dataset if e.split == "test"}
+    assert not {e.text for e in hand} & (held_out | test_texts)
+    assert [e.text for e in handwritten_examples()] == [e.text for e in hand]  # deterministic
+
+
+def test_unknown_techniques_leave_the_technique_heads_untrained():
+    # Two copies of one data set; the second's technique targets are NaN (unknown): its technique
+    # heads must stay where the L2 penalty puts them (zero), its injection head must still learn.
+    rng = np.random.default_rng(0)
+    n, dim = 64, 32
+    feats = C.Features(rng.normal(size=(n, C.EMBED_DIM)).astype(np.float32), np.arange(n), rng.integers(0, dim, n),
+                       np.ones(n, np.float32))
+    y = (np.arange(n) % 2).astype(float)
+    t = np.zeros((n, len(LABELS)))
+    t[y == 1, 0] = 1
+    w_dense, w_hash, bias = C.fit(feats, y, np.full_like(t, np.nan), l2=1e-3, l2_dense=1e-3, max_iter=30, hash_dim=dim)
+    assert np.abs(w_dense[:, 1:]).max() < 1e-6 and np.abs(bias[1:]).max() < 1e-6
+    assert np.abs(w_dense[:, 0]).max() > 1e-3
+    known = C.fit(feats, y, t, l2=1e-3, l2_dense=1e-3, max_iter=30, hash_dim=dim)[0]
+    assert np.abs(known[:, 1]).max() > 1e-3
 
 
 def test_splits_share_no_template_family(dataset):
@@ -169,7 +203,8 @@ def test_shipped_weights_are_small_and_load():
     model = C.InjectionClassifier.load(embedder=object())  # no encoder needed to load
     config = model.config
     assert model.w_dense.shape == (C.EMBED_DIM, 6) and model.w_hash.shape == (config["hash_dim"], 6)
-    assert config["dataset"] == dataset_digest(build_dataset(seed=config["seed"]))  # trained on this data set
+    trained_on = build_dataset(seed=config["seed"]) + handwritten_examples(seed=config["seed"])
+    assert config["dataset"] == dataset_digest(trained_on)  # trained on this data set
     assert set(config["judge"]) >= {"a", "b", "c", "z_threshold"} and config["judge"]["a"] > 0
     assert config["training"]["validation"]["judge_fpr"] <= config["training"]["max_fpr"]
 

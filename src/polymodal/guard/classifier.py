@@ -228,7 +228,7 @@ def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: floa
         hash_dim: int = HASH_DIM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full-batch L-BFGS on the class-balanced logistic loss; returns (w_dense, w_hash, bias).
 
-    loss = mean_i c_i * BCE(z_i0, y_i) + technique_weight * mean_i,k BCE(z_ik, t_ik)
+    loss = mean_i c_i * BCE(z_i0, y_i) + technique_weight * mean_i,k BCE(z_ik, t_ik)   (t_ik NaN: skipped)
            + l2_dense * |W_dense|^2 + l2 * |W_hash|^2
     with c_i = N / (2 N_class(y_i)), so both classes weigh the same whatever their counts. The
     sentence-embedding block has its own penalty (`l2_dense`, default `l2`): its 384 dense
@@ -248,7 +248,9 @@ def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: floa
         warnings.simplefilter("ignore", UserWarning)
         sparse = torch.sparse_coo_tensor(np.stack([feats.rows, feats.cols]), feats.vals.astype(np.float64),
                                          (n, hash_dim)).coalesce().to_sparse_csr()
-    y = torch.from_numpy(np.concatenate([labels[:, None], np.asarray(techniques, np.float64)], 1))  # (N, 6)
+    techniques = np.asarray(techniques, np.float64)
+    known = torch.from_numpy(~np.isnan(techniques)).to(torch.float64)     # (N, 5): NaN = no technique named
+    y = torch.from_numpy(np.concatenate([labels[:, None], np.nan_to_num(techniques)], 1))  # (N, 6)
     positives = labels.sum()
     if positives == 0 or positives == n:
         raise InvalidInputError("fit needs both injections (label 1) and benign texts (label 0)")
@@ -264,7 +266,8 @@ def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: floa
         opt.zero_grad()
         z = dense @ w_dense + torch.sparse.mm(sparse, w_hash) + bias              # (N, 6)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
-        loss = (bce[:, 0] * c).mean() + (bce[:, 1:].mean(0) * head_weight[1:]).sum() / len(LABELS) \
+        technique_bce = (bce[:, 1:] * known).sum(0) / known.sum(0).clamp(min=1)   # (5,) mean over known rows
+        loss = (bce[:, 0] * c).mean() + (technique_bce * head_weight[1:]).sum() / len(LABELS) \
             + l2_dense * w_dense.pow(2).sum() + l2 * w_hash.pow(2).sum()
         loss.backward()
         return loss

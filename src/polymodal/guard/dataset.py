@@ -46,6 +46,7 @@ TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exf
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
 SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
+HANDWRITTEN_PATH = Path(__file__).parent / "data" / "injection_handwritten.json"
 VERSION = 3  # bump when the tables or the composition change; recorded with the trained weights
 
 
@@ -54,7 +55,7 @@ class Example:
     text: str
     label: int                      # 1: an injection aimed at a model; 0: benign
     language: str                   # en | ru | zh (of the core text)
-    techniques: tuple[str, ...]     # technique labels of an injection; () for benign text
+    techniques: tuple[str, ...] | None  # technique labels of an injection; () for benign text; None: unknown
     category: str                   # the core's technique, or the benign category ("sign", ...)
     family: str                     # template family id, e.g. "en.override.3"; "ood" for the OOD list
     split: str                      # train | validation | test | ood
@@ -64,7 +65,7 @@ class Example:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["techniques"] = list(self.techniques)
+        d["techniques"] = None if self.techniques is None else list(self.techniques)
         return d
 
 
@@ -1293,6 +1294,55 @@ def latin_ocr_copies(examples: list[Example], *, rate: float = 0.5) -> list[Exam
             if text != e.text:
                 out.append(Example(text, e.label, e.language, e.techniques, e.category, e.family, e.split, "latin",
                                    e.kind, e.granularity))
+    return out
+
+
+# The hand-written list's kinds, as technique labels (None: the kind names no technique; the
+# classifier's technique heads then learn nothing from the example).
+HANDWRITTEN_TECHNIQUES = {
+    "override": ("override",), "persona": ("role_play",), "filters_off": ("role_play",),
+    "fake_system": ("system_prompt",), "output_directive": ("output_directive",),
+    "concealment": ("output_directive",), "exfiltration": ("exfiltration",),
+    "indirect": None, "tool_hijack": None, "fragment": None, "polite": None, "addressed": None,
+}
+
+
+def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
+    """The hand-written training list (guard/data/injection_handwritten.json: 1,170 texts in
+    English, Russian and Chinese, written one by one, not from this module's templates; those
+    also in the OOD or sealed test lists left out), all in
+    the train split: many Russian and Chinese items restate English ones, so splitting it would
+    leak. Each text comes clean, in `copies` OCR-noisy copies and, with probability 0.5, as
+    `fragments`, like the generated ones. `techniques` is None where the kind names no technique
+    (HANDWRITTEN_TECHNIQUES)."""
+    data = json.loads(HANDWRITTEN_PATH.read_text(encoding="utf-8"))["examples"]
+    # Two writers, one idea: a few short texts ("stay in character") are also in the test lists.
+    # They are test texts, so they leave the training list (matched case- and space-blind).
+    key = lambda text: " ".join(text.casefold().split())  # noqa: E731
+    tested = {key(item["text"]) for path in (OOD_PATH, SEALED_PATH)
+              for item in json.loads(path.read_text(encoding="utf-8"))["examples"]}
+    data = [item for item in data if key(item["text"]) not in tested]
+    out, seen = [], set()
+
+    def add(text, item, level, granularity="text"):
+        if text.strip() and text not in seen:
+            seen.add(text)
+            label = int(item["label"])
+            techniques = HANDWRITTEN_TECHNIQUES.get(item["kind"]) if label else ()
+            kind = "" if label else ("hard" if item["kind"] == "hard" else "ordinary")
+            out.append(Example(text, label, item["language"], techniques, item["kind"], f"hw.{item['language']}",
+                               "train", level, kind, granularity))
+
+    for item in data:
+        rng = _rng(seed, "handwritten", item["text"])  # by text: removing an item changes no other
+        add(item["text"], item, "clean")
+        for _ in range(copies):
+            level = _noise_level(rng)
+            add(ocr_noise(item["text"], rng, level), item, level)
+        if rng.random() < 0.5:
+            for piece, granularity in fragments(item["text"], rng):
+                level = _noise_level(rng)
+                add(ocr_noise(piece, rng, level), item, level, granularity)
     return out
 
 
