@@ -3,6 +3,8 @@
     python benchmarks/guard_textfind.py                 # full run: 40 cases per technique (~15 min)
     python benchmarks/guard_textfind.py --quick         # 6 cases per technique, 20 + 40 photos
     python benchmarks/guard_textfind.py --json          # the same figures as one JSON document
+    python benchmarks/guard_textfind.py --skip text_free timing --techniques small_corner tiled \
+        --save-misses /tmp/misses                       # recall of two techniques; missed images kept
 
 What is measured, in one run:
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,7 +68,7 @@ def overlaps(a, b) -> bool:
 # Parts
 
 
-def recall(cases_per_technique: int, passes: str) -> dict:
+def recall(cases_per_technique: int, passes: str, techniques=None, save_misses: Path | None = None) -> dict:
     from polymodal.guard.attacks import TECHNIQUES, canary_read, generate_attacks, make_canary
     from polymodal.guard.metadata import metadata_text, qr_text
     from polymodal.guard.textfind import find_text
@@ -80,7 +83,7 @@ def recall(cases_per_technique: int, passes: str) -> dict:
             canary = make_canary(rng)
             cases = generate_attacks(Path(tmp) / str(i), canary=canary, seed=1000 + i, base_images=base)
             for case in cases:
-                if case.path is None:
+                if case.path is None or (techniques and case.technique not in techniques):
                     continue
                 row = per[case.technique]
                 t0 = time.perf_counter()
@@ -104,6 +107,9 @@ def recall(cases_per_technique: int, passes: str) -> dict:
                 else:
                     row["missed"].append({"seed": case.seed, "base": str(base[0].name) if base else "procedural",
                                           "texts": [f.text for f in findings][:6]})
+                    if save_misses is not None:  # to look at: the attack image as scanned
+                        save_misses.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(case.path, save_misses / f"{case.technique}_{case.seed}_{canary}.png")
     out = {}
     for t, row in per.items():
         if not row["cases"]:
@@ -230,6 +236,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
     ap.add_argument("--quick", action="store_true", help="6 cases per technique, 20 + 40 photos, 12 timed")
     ap.add_argument("--skip", nargs="*", default=[], choices=["recall", "text_free", "timing"])
+    ap.add_argument("--techniques", nargs="*", default=None, choices=PIXEL_TECHNIQUES + ("qr", "metadata"),
+                    help="recall of these techniques only")
+    ap.add_argument("--save-misses", type=Path, default=None, metavar="DIR",
+                    help="copy each attack image whose canary was not found into DIR")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -241,7 +251,7 @@ def main(argv=None) -> int:
 
     report = {"machine": machine(), "passes": args.passes}
     if "recall" not in args.skip:
-        report["recall"] = recall(args.cases, args.passes)
+        report["recall"] = recall(args.cases, args.passes, args.techniques, args.save_misses)
     if "text_free" not in args.skip:
         report["text_free"] = text_free(args.coco, args.flickr, args.passes)
     if "timing" not in args.skip:

@@ -16,7 +16,11 @@ backends/ocr.py) over several views of the image, each meant to reveal one way o
              image, straightened, enlarged to ~32 px line boxes, mildly equalised when thin or
              faint, and detected again, so that a line found in pieces (a rotated line over
              clutter, tiny text running from a dark into a bright area) is read whole; with
-             passes="all" also the whole image turned by +-45 degrees
+             passes="all" also the whole image turned by +-45 degrees. Thin boxes the plain
+             detector was unsure of (mean text probability 0.3-0.5, under its 0.5 threshold:
+             tiny type over texture scores 0.45-0.49 at the plain view's scale) are read too,
+             in one batch, and earn a strip when they read as 4+ letters or digits; they never
+             become findings themselves (the strip must find the line)
   local      (all) local normalisation, (y - local mean) / (local std + 3): faint text over texture
   channels   (all) each of R, G, B with CLAHE, for text that differs from its background in hue only
   inverted   (all) the contrast view inverted, for the detector's polarity bias
@@ -28,8 +32,13 @@ to original pixels and grouped (a box mostly inside another of about the same li
 same text); each group is recognised once, from the plain pixels first and from the contrast
 view when the plain reading is unsure; a box is never read twice through one view, nor again
 after a strip joins its group when it already reads surely, and it is read upside down (the
-0/180 classifier's turn) only when its upright reading is unsure. The finding's source names
-the view that found it first.
+0/180 classifier's turn) only when its upright reading is unsure. The detector drops the ends
+of tiny and faint lines where the background turns busy or bright (strips too: the last glyphs
+before the image's edge, the rest of a faint tile), and the recogniser still reads them, so the
+three most hidden thin lines (the shortest first among equals) are read again lengthened by 3
+line heights at each end, in one batch; the longer reading replaces the line's when it reads
+surely and holds more letters or digits (the box grows with it; hiddenness stays measured on
+the line as found). The finding's source names the view that found it first.
 
 Russian: PP-OCR's recogniser has no Cyrillic and reads Russian as Latin look-alikes ("Срочно"
 -> "Cpo4Ho"). When some kept reading looks like that (`looks_cyrillic_as_latin`: look-alike
@@ -56,13 +65,22 @@ Hiddenness, measured on the original pixels of each finding's straightened line 
 Cost: detection dominates and grows with pixels, so "auto" runs the detector on ~0.8 MP (plain)
 plus ~0.3 MP (contrast) whatever the image's size, strips only around text already read (at most
 six, 0.25 MP each), and reads only line-shaped boxes; a photo without text costs two detector
-runs and little else (about 0.5 CPU-seconds; see benchmarks/guard_textfind.py). The sizes are
-what the hidden text needs (benchmark cases, 40 per technique): the plain view at 704 px finds
-25 small-corner canaries instead of 32 (at 832 px, 35); the contrast view at 512 px loses 4
-tiled and 2 visible ones; strips reaching only 6 line heights past the pieces read lose 4 small
-corner ones; CLAHE blended into the flat regions of the plain view (one detector run instead
-of two) finds every low-contrast canary but turns sensor noise around tiny text into texture
-and loses 3 small-corner and 3 visible ones.
+runs and little else (about 0.5 CPU-seconds; see benchmarks/guard_textfind.py). Weak boxes and
+lengthened readings add no detector pixels: on the benchmark's 280 text-free photos the plain
+detector leaves 64 weak boxes in 48 images and none earns a strip; lengthened readings cost 0.5
+crops per 1-MP photo and 2-3 on small-corner and tiled images (scan_image p50 on the timing set
++1.4% CPU; find_text p95 +24%). The sizes are what the hidden text needs (benchmark cases, 40
+per technique): the plain view at 704 px finds 25 small-corner canaries instead of 32 (at 832
+px, 35; weak boxes and lengthened readings bring 768 px to 37); the contrast view at 512 px
+loses 4 tiled and 2 visible ones, and at 800 px finds 3 more tiled ones for +56% of its pixels
+(over budget); CLAHE clipped at 32 instead of 16 finds all 40 low-contrast canaries but loses 2
+tiled ones; strips reaching only 6 line heights past the pieces read lose 4 small corner ones;
+CLAHE blended into the flat regions of the plain view (one detector run instead of two) finds
+every low-contrast canary but turns sensor noise around tiny text into texture and loses 3
+small-corner and 3 visible ones. Tiled text the detector never sees stays missed: on 7 of the
+15 tiled canaries still missed no line of the tiles is found at all (white at 12% over those
+scenes lifts the ink 6-19 grey levels on average), and larger enhanced views find few of them
+at several times the cost.
 """
 
 from __future__ import annotations
@@ -70,7 +88,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -97,6 +115,9 @@ SHORT_CONFIDENCE = 0.85  # ... and readings of 3 letters or digits or fewer belo
 REREAD_BELOW = 0.85      # a reading below this (and above REREAD_ABOVE: text, unsure) is
 REREAD_ABOVE = 0.5       # tried again from an enhanced view
 ORIENT_SURE = 0.9        # a line read this surely as cut is not tried upside down
+BOX_THRESH = 0.5         # the detector's mean text probability for a box (RapidOCR's default)
+WEAK_BOX = 0.3           # ... and for a weak box (plain view), read only as evidence for a strip
+WEAK_CHARS = 4           # a weak box must read this many letters or digits to earn a strip
 MIN_ELONGATION = 1.2     # boxes less elongated than this are blobs, not lines, and not read
 ROTATED_MIN_DEG = 8      # lines turned more than this get a straightened strip re-detected
 STRIP_PIXELS = 250_000   # detector pixels at most per strip
@@ -104,6 +125,9 @@ STRIP_LINE = 32          # thin lines are enlarged to boxes this tall in their s
 MAX_STRIPS = 6           # strips per image at most
 THIN_LINE = 0.035        # line boxes thinner than this share of the image height get a strip
 READ_PAD = 0.3           # line boxes are lengthened by this many heights at each end to read
+EXTEND = 3.0             # thin lines are read again lengthened this many heights at each end ...
+MAX_EXTEND = 3           # ... at most this many per image (a reading costs ~0.1 s per 1000 px
+                         # of crop width at 48 px height, about what 0.2 MP of detection costs)
 JOIN_GAP = 1.6           # boxes on one line closer than this many heights are one line
 CYRILLIC_TELLS = 2       # a reading with this many Cyrillic tells (looks_cyrillic_as_latin) ...
 CYRILLIC_SHARE = 0.1     # ... making up this share of its letters sends the image to Tesseract
@@ -156,7 +180,7 @@ def find_text(image, *, passes="auto", min_confidence: float = MIN_CONFIDENCE,
     scan = _Scan(rgb, engine, cv2)
 
     if "plain" in plan:
-        scan.detect_view("plain", _plain_scale(*rgb.shape[:2]))
+        scan.detect_view("plain", _plain_scale(*rgb.shape[:2]), weak=WEAK_BOX if "rotations" in plan else None)
     if "contrast" in plan:
         scan.detect_view("contrast", _view_scale(*rgb.shape[:2]))
     if "local" in plan:
@@ -171,8 +195,9 @@ def find_text(image, *, passes="auto", min_confidence: float = MIN_CONFIDENCE,
         scan.detect_tiles("upscale", 2.0)
     if "rotations" in plan:
         # Strips only for lines that read as text: junk boxes on textures must not cost strips.
-        found = [(g, r) for g, r in scan.read_groups()
-                 if r is not None and r[1] >= min_confidence and _has_text(r[0])]
+        read = scan.read_groups()
+        found = [(g, r) for g, r in read if r is not None and r[1] >= min_confidence and _has_text(r[0])]
+        found += scan.weak_lines([g for g, _ in read], min_confidence)
         for centre, angle, height, enhance in _strip_plan(found, rgb.shape[0]):
             scan.detect_strip(centre, angle, height, enhance)
         if passes == "all":
@@ -243,6 +268,7 @@ class _Scan:
         self.rgb, self.engine, self.cv2 = rgb, engine, cv2
         self.h, self.w = rgb.shape[:2]
         self.candidates: list[_Candidate] = []
+        self.weak: list[_Candidate] = []   # boxes the detector was unsure of (detect_view's `weak`)
         self._full_views: dict[str, np.ndarray] = {"plain": rgb}
         self._readings: dict[tuple, tuple | None] = {}
         self._crop_reads: dict[tuple, tuple[str, float, bool]] = {}
@@ -278,12 +304,22 @@ class _Scan:
 
     # -- detection -----------------------------------------------------------------------------
 
-    def detect_view(self, name: str, scale: float) -> None:
+    def detect_view(self, name: str, scale: float, weak: float | None = None) -> None:
         """Detect on the whole image seen through `name`, at `scale` (the view is computed on
-        the resized image: cheaper, and CLAHE's tiles then span the same share of the scene)."""
+        the resized image: cheaper, and CLAHE's tiles then span the same share of the scene).
+        With `weak`, boxes whose mean text probability is between `weak` and BOX_THRESH are
+        kept apart as weak evidence (see `weak_lines`); the detector runs once either way."""
         small = self._resized(scale)
-        det = self.engine.detect(self.view(name, small), scale=1.0)
+        det = self.engine.detect(self.view(name, small), scale=1.0,
+                                 box_thresh=BOX_THRESH if weak is None else weak)
         back = np.array([self.w / small.shape[1], self.h / small.shape[0]], dtype=np.float32)
+        if weak is not None:
+            strong = [i for i, s in enumerate(det.scores) if s >= BOX_THRESH]
+            faint = [i for i, s in enumerate(det.scores) if s < BOX_THRESH]
+            for quad, score in _join_lines([det.boxes[i] for i in faint], [det.scores[i] for i in faint]):
+                back_quad = np.clip(quad * back, 0, [self.w - 1, self.h - 1]).astype(np.float32)
+                self.weak.append(_Candidate(back_quad, name, score))
+            det = replace(det, boxes=det.boxes[strong], scores=[det.scores[i] for i in strong])
         self._add(det, name, lambda q: q * back)
 
     def detect_tiles(self, name: str, factor: float, tile: int = 640) -> None:
@@ -371,6 +407,26 @@ class _Scan:
             out.append((group, self._readings[key]))
         return out
 
+    def weak_lines(self, groups: list[_Group], min_confidence: float) -> list[tuple[_Group, tuple]]:
+        """(group, reading) of each weak box (see `detect_view`) that is a thin line outside the
+        groups found so far and reads as text (WEAK_CHARS or more): tiny type the detector is
+        unsure of at the plain view's scale (its boxes on the benchmark's small-corner lines
+        score 0.39-0.49 there) is found whole by the strip this earns. Weak boxes never become findings themselves. They are read in one
+        batch, upright only; photos have few (64 in 280 photos, 2 of which read as text)."""
+        todo = []
+        for cand in self.weak:
+            sides = sorted((np.linalg.norm(cand.quad[1] - cand.quad[0]), np.linalg.norm(cand.quad[3] - cand.quad[0])))
+            if sides[1] < MIN_ELONGATION * sides[0] or _height(cand.quad) >= THIN_LINE * self.h:
+                continue
+            if any(_intersection(cand.quad, g.primary.quad) >= 0.6 * cand.area for g in groups):
+                continue  # a line already found
+            todo.append(cand)
+        crops = [self.engine.crop_line(self.full_view(c.view), _pad_ends(c.quad, READ_PAD, self.w, self.h))
+                 for c in todo]
+        return [(_Group([cand]), (text, conf, cand.quad, cand.view, False))
+                for cand, (text, conf) in zip(todo, self.engine.recognize(crops))
+                if conf >= min_confidence and sum(ch.isalnum() for ch in text) >= WEAK_CHARS]
+
     def findings(self, min_confidence: float) -> list[TextFinding]:
         cv2 = self.cv2
         kept = []
@@ -382,24 +438,49 @@ class _Scan:
                 continue
             if sum(ch.isalnum() for ch in text) <= 3 and conf < max(min_confidence, SHORT_CONFIDENCE):
                 continue
-            kept.append((group, reading))
-        findings = []
-        for (group, reading), (text, conf) in zip(kept, self._reread_cyrillic([r for _, r in kept])):
-            _, _, quad, _, flipped = reading
-            found_by = min(group.members, key=lambda m: m.order).view
+            # hiddenness is measured on the line as found: the detector's box is the surest ink
             enhanced_only = all(m.view != "plain" for m in group.members)
-            line = cv2.cvtColor(self.engine.crop_line(self.rgb, quad), cv2.COLOR_RGB2GRAY)
+            line = cv2.cvtColor(self.engine.crop_line(self.rgb, reading[2]), cv2.COLOR_RGB2GRAY)
             contrast, ink_rows = measure_ink(line)
             rel = ink_rows / self.h if ink_rows else None
+            hidden = hiddenness(contrast, rel, ink_rows, enhanced_only)
+            kept.append((group, reading, (contrast, rel, enhanced_only, hidden)))
+        longer = self._extended([r for _, r, _ in kept], [m[3] for _, _, m in kept])
+        readings = [e or r for (_, r, _), e in zip(kept, longer)]
+        findings = []
+        for (group, _, measured), reading, (text, conf) in zip(kept, readings, self._reread_cyrillic(readings)):
+            contrast, rel, enhanced_only, hidden = measured
+            quad, flipped = reading[2], reading[4]
+            found_by = min(group.members, key=lambda m: m.order).view
             rotation = int(round(_angle(quad))) + (180 if flipped else 0)
             findings.append(TextFinding(
                 text=text, box=_aabb(quad, self.w, self.h), confidence=round(conf, 4),
                 source=f"ocr:{found_by}", rotation=((rotation + 180) % 360) - 180,
                 contrast=None if contrast is None else round(contrast, 1),
                 relative_height=None if rel is None else round(rel, 4), enhanced_only=enhanced_only,
-                hidden=hiddenness(contrast, rel, ink_rows, enhanced_only)))
+                hidden=hidden))
         findings.sort(key=lambda f: (f.box[1] // 8, f.box[0]))
         return findings
+
+    def _extended(self, readings: list[tuple], hidden: list[float]) -> list[tuple | None]:
+        """Per reading: the reading of its line lengthened by EXTEND heights at each end, when
+        it reads surely (REREAD_BELOW) and more letters or digits than the line as found; else
+        None. Only thin lines (text drawn to be seen is found whole), the MAX_EXTEND most
+        `hidden` of them, read in one batch, each crop the way up its line was read."""
+        thin = [i for i, r in enumerate(readings) if _height(r[2]) < THIN_LINE * self.h]
+        # the most hidden first, then the shortest (a line cut short is short, and cheap to read)
+        todo = sorted(thin, key=lambda i: (-round(hidden[i], 1), _length(readings[i][2])))[:MAX_EXTEND]
+        longer = {i: _pad_ends(readings[i][2], EXTEND - READ_PAD, self.w, self.h) for i in todo}
+        crops = []
+        for i in todo:
+            crop = self.engine.crop_line(self.full_view(readings[i][3]), _pad_ends(longer[i], READ_PAD, self.w, self.h))
+            crops.append(np.ascontiguousarray(crop[::-1, ::-1]) if readings[i][4] else crop)
+        out: list[tuple | None] = [None] * len(readings)
+        for i, (text, conf) in zip(todo, self.engine.recognize(crops)):
+            text0, _, _, view, flipped = readings[i]
+            if conf >= REREAD_BELOW and sum(ch.isalnum() for ch in text) > sum(ch.isalnum() for ch in text0):
+                out[i] = (text, conf, longer[i], view, flipped)
+        return out
 
     def _reread_cyrillic(self, readings: list[tuple]) -> list[tuple[str, float]]:
         """(text, confidence) of each kept line: Tesseract's reading where it reads Russian,
@@ -536,6 +617,11 @@ def _angle(quad: np.ndarray) -> float:
     """Degrees the box's top edge is turned counter-clockwise from horizontal (y points down)."""
     dx, dy = quad[1] - quad[0]
     return math.degrees(math.atan2(-dy, dx))
+
+
+def _length(quad: np.ndarray) -> float:
+    """The box's side along the text (p0 -> p1)."""
+    return float(np.linalg.norm(quad[1] - quad[0]))
 
 
 def _height(quad: np.ndarray) -> float:
