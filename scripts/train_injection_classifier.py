@@ -210,7 +210,7 @@ def evaluate(examples, model: C.InjectionClassifier, name: str) -> dict:
         keys = [("all", "all"), (e.language, "all")]
         if e.label:
             keys += [("all", e.category), (e.language, e.category)]
-            if j.flagged:
+            if j.flagged and e.category in LABELS:  # lists without technique labels name kinds instead
                 tech_ok.append(e.category in j.techniques)
         for key in keys:
             for k, v in flags.items():

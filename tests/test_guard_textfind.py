@@ -429,14 +429,14 @@ def test_english_line_does_not_run_tesseract(monkeypatch):
 
 def test_without_tesseract_the_output_is_ppocrs(monkeypatch, caplog):
     from polymodal.backends import tesseract
-    from polymodal.guard import textfind
+    from polymodal.guard import findings, textfind
 
     image = _line_image(RUSSIAN)
     monkeypatch.setattr(textfind, "looks_cyrillic_as_latin", lambda text: False)  # the old path
     old = [f.to_dict() for f in find_text(image)]
     monkeypatch.undo()
     monkeypatch.setattr(tesseract, "available", lambda lang="rus+eng": False)
-    textfind._warned.clear()
+    monkeypatch.setattr(findings, "_warned", set())
     with caplog.at_level("WARNING", logger="polymodal.guard"):
         new = [f.to_dict() for f in find_text(image)]
     assert new == old and old

@@ -1329,9 +1329,8 @@ def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
             seen.add(text)
             label = int(item["label"])
             techniques = HANDWRITTEN_TECHNIQUES.get(item["kind"]) if label else ()
-            kind = "" if label else ("hard" if item["kind"] == "hard" else "ordinary")
             out.append(Example(text, label, item["language"], techniques, item["kind"], f"hw.{item['language']}",
-                               "train", level, kind, granularity))
+                               "train", level, _benign_kind(label, item["kind"]), granularity))
 
     for item in data:
         rng = _rng(seed, "handwritten", item["text"])  # by text: removing an item changes no other
@@ -1369,9 +1368,15 @@ def _listed_examples(path: Path, name: str, *, noise: str, seed: int) -> list[Ex
         techniques = tuple(item.get("techniques", ()))
         category = techniques[0] if techniques else item.get("kind") or item.get("category", "benign")
         label = int(item["label"])
-        kind = "" if label else ("hard" if item.get("kind") == "hard" else "ordinary")
-        out.append(Example(text, label, item["language"], techniques, category, name, name, noise, kind))
+        out.append(Example(text, label, item["language"], techniques, category, name, name, noise,
+                           _benign_kind(label, item.get("kind"))))
     return out
+
+
+def _benign_kind(label: int, listed_kind: str | None) -> str:
+    """Example.kind of a hand-written list's item: "" for an injection, "hard" for a decoy
+    (the lists mark decoys with kind "hard"), else "ordinary"."""
+    return "" if label else ("hard" if listed_kind == "hard" else "ordinary")
 
 
 def dataset_digest(examples: list[Example]) -> str:

@@ -2,13 +2,26 @@
 
 `guard/textfind.py` (OCR over enhanced views) and `guard/metadata.py` (metadata, QR codes) return
 these; the guard's scan judges their text and reports them. Plain data, JSON-able via `to_dict`.
+Both also share `warn_once`, for a missing optional reader (Tesseract, zxing-cpp) that a scan of
+thousands of images must mention once, not per image.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
-__all__ = ["TextFinding"]
+__all__ = ["TextFinding", "warn_once"]
+
+_log = logging.getLogger("polymodal.guard")
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log `message` as a warning of "polymodal.guard" the first time this process sees it."""
+    if message not in _warned:
+        _warned.add(message)
+        _log.warning(message)
 
 
 @dataclass

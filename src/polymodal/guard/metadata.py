@@ -30,7 +30,6 @@ and sees a QR code but not its words. Values are capped at `MAX_VALUE_CHARS`; co
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import struct
@@ -41,11 +40,10 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from polymodal.errors import InvalidInputError, MediaError, require
-from polymodal.guard.findings import TextFinding
+from polymodal.guard.findings import TextFinding, warn_once
 
 __all__ = ["MAX_INFLATE_BYTES", "MAX_VALUE_CHARS", "metadata_text", "qr_text"]
 
-log = logging.getLogger("polymodal.guard")
 
 MAX_VALUE_CHARS = 20_000        # longer values are cut (a caption or prompt fits easily)
 MAX_INFLATE_BYTES = 1 << 20     # per compressed PNG chunk
@@ -102,7 +100,7 @@ def qr_text(image) -> list[TextFinding]:
     try:
         import zxingcpp  # optional: pip install "polymodal[guard]"
     except ImportError:
-        _warn_once("qr_text: zxing-cpp is not installed; reading QR codes with OpenCV, which misses "
+        warn_once("qr_text: zxing-cpp is not installed; reading QR codes with OpenCV, which misses "
                    "kanji-mode and Micro QR codes (pip install zxing-cpp)")
         return _qr_opencv(grey)
     return _qr_zxing(zxingcpp, grey)
@@ -557,10 +555,3 @@ def _boxes_touch(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)

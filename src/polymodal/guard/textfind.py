@@ -85,7 +85,6 @@ at several times the cost.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -93,11 +92,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from polymodal.errors import InvalidInputError, require
-from polymodal.guard.findings import TextFinding
+from polymodal.guard.findings import TextFinding, warn_once
 
 __all__ = ["ALL_PASSES", "AUTO_PASSES", "find_text", "hiddenness", "looks_cyrillic_as_latin", "measure_ink"]
 
-log = logging.getLogger("polymodal.guard")
 
 ALL_PASSES = ("plain", "contrast", "rotations", "local", "channels", "inverted", "upscale")
 AUTO_PASSES = ("plain", "contrast", "rotations")
@@ -415,8 +413,7 @@ class _Scan:
         batch, upright only; photos have few (64 in 280 photos, 2 of which read as text)."""
         todo = []
         for cand in self.weak:
-            sides = sorted((np.linalg.norm(cand.quad[1] - cand.quad[0]), np.linalg.norm(cand.quad[3] - cand.quad[0])))
-            if sides[1] < MIN_ELONGATION * sides[0] or _height(cand.quad) >= THIN_LINE * self.h:
+            if not _line_shaped(cand.quad) or _height(cand.quad) >= THIN_LINE * self.h:
                 continue
             if any(_intersection(cand.quad, g.primary.quad) >= 0.6 * cand.area for g in groups):
                 continue  # a line already found
@@ -495,7 +492,7 @@ class _Scan:
         if not any(looks_cyrillic_as_latin(text) for text, _ in out):
             return out
         if not tesseract.available():
-            _warn_once("find_text: a line looks like Russian read as Latin letters, but Tesseract "
+            warn_once("find_text: a line looks like Russian read as Latin letters, but Tesseract "
                        "with Russian is not installed, so it keeps PP-OCR's Latin reading; install "
                        "it with: apt-get install tesseract-ocr tesseract-ocr-rus")
             return out
@@ -506,7 +503,7 @@ class _Scan:
         try:
             again = tesseract.read_lines(crops)
         except tesseract.TesseractUnavailableError as exc:
-            _warn_once(f"find_text: Tesseract failed, keeping PP-OCR's readings: {exc}")
+            warn_once(f"find_text: Tesseract failed, keeping PP-OCR's readings: {exc}")
             return out
         for i, (text, conf) in enumerate(again):
             if conf >= TESSERACT_MIN and _cyrillic_share(text) >= 0.5:
@@ -519,9 +516,7 @@ class _Scan:
         the other views; keep the best. Boxes that are not line-shaped are not read (blobs on
         textures; two glyphs already make a box 1.3 times as long as tall)."""
         primary = group.primary
-        sides = sorted((np.linalg.norm(primary.quad[1] - primary.quad[0]),
-                        np.linalg.norm(primary.quad[3] - primary.quad[0])))
-        if sides[1] < MIN_ELONGATION * sides[0]:
+        if not _line_shaped(primary.quad):
             return None
         views = []
         for m in group.members:
@@ -617,6 +612,12 @@ def _angle(quad: np.ndarray) -> float:
     """Degrees the box's top edge is turned counter-clockwise from horizontal (y points down)."""
     dx, dy = quad[1] - quad[0]
     return math.degrees(math.atan2(-dy, dx))
+
+
+def _line_shaped(quad: np.ndarray) -> bool:
+    """The box is at least MIN_ELONGATION times as long as it is tall (a line, not a blob)."""
+    sides = sorted((np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[3] - quad[0])))
+    return sides[1] >= MIN_ELONGATION * sides[0]
 
 
 def _length(quad: np.ndarray) -> float:
@@ -821,13 +822,6 @@ def _cyrillic_share(text: str) -> float:
     return sum(bool(_CYRILLIC.match(ch)) for ch in letters) / len(letters) if letters else 0.0
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
 
 
 def _has_text(text: str) -> bool:
