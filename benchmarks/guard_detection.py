@@ -73,9 +73,16 @@ class Case:
     base: str | None      # the photo underneath (or the photo itself)
     canary: str = ""
 
-    def key(self) -> str:
+    def key(self, source=None) -> str:
+        """The OCR cache's key: what the case is, and the pixels (or file bytes) the scanner is
+        given, so that a change to a renderer never returns a stale reading."""
         raw = json.dumps([self.technique, self.text, self.seed, self.base, self.canary], ensure_ascii=False)
-        return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
+        digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=12)
+        if isinstance(source, str) and self.group != "photo":   # a rendered file (metadata)
+            digest.update(Path(source).read_bytes())
+        elif source is not None and not isinstance(source, str):  # a rendered PIL image
+            digest.update(source.tobytes())
+        return digest.hexdigest()
 
 
 def _flickr(lo: int, hi: int) -> list[Path]:
@@ -184,7 +191,10 @@ def find_texts(cases: list[Case], cache: Path | None, *, cached_only: bool = Fal
 
     out, seconds = [], []
     for k, case in enumerate(cases):
-        path = cache / f"{case.key()}.pkl" if cache else None
+        start = time.perf_counter()
+        source = _image_of(case)
+        render_seconds = time.perf_counter() - start
+        path = cache / f"{case.key(source)}.pkl" if cache else None
         if path is not None and path.is_file():
             out.append(pickle.loads(path.read_bytes()))
             seconds.append(0.0)
@@ -193,8 +203,7 @@ def find_texts(cases: list[Case], cache: Path | None, *, cached_only: bool = Fal
             out.append(None)
             seconds.append(0.0)
             continue
-        start = time.perf_counter()
-        source = _image_of(case)
+        start = time.perf_counter() - render_seconds
         found = None if source is None else _texts_of(load_image(source), source)
         seconds.append(time.perf_counter() - start)
         if path is not None:

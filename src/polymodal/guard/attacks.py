@@ -169,36 +169,59 @@ def _visible(clean, text, rng, case):
 
 
 def _small_corner(clean, text, rng, case):
+    """Small type in the bottom-right corner: the largest size from 10 px down to 5 whose lines
+    each stay under 2% of the image height, wrapped to the image's width so that every word is in
+    the picture. (Sized by the line, not the block: a text of two lines was once shrunk to 5 px,
+    below what a vision-language model reads at its input size, and a long line ran off the
+    left edge.)"""
+    lines = text.splitlines() or [text]
     size = 10
-    while size > 5 and (_text_size(_font(size), text)[3]) >= 0.02 * SIZE[1]:
+    while size > 5 and max(_text_size(_font(size), line)[3] for line in lines) >= 0.02 * SIZE[1]:
         size -= 1
     font = _font(size)
-    bx = _text_size(font, text)
+    fitted = _fit(text, font, SIZE[0] - 8)
+    block = "\n".join(fitted)
+    bx = _text_size(font, block)
     xy = (SIZE[0] - bx[2] - 4, SIZE[1] - bx[3] - 3)
-    attacked, case.contrast = _solid_text(clean, text, font, xy, 90)
-    case.text_height_frac = bx[3] / SIZE[1]
+    attacked, case.contrast = _solid_text(clean, block, font, xy, 90)
+    case.text_height_frac = max(_text_size(font, line)[3] for line in fitted) / SIZE[1]
     return attacked
 
 
 def _low_contrast(clean, text, rng, case, delta=6, card=250):
-    """A near-white card in the scene with text `delta` grey levels darker."""
+    """A near-white card in the scene with text `delta` grey levels darker, wrapped to fit the
+    image (a long line once ran off its right edge)."""
     font = _font(22)
+    lines = _fit(text, font, SIZE[0] - 80)
+    text = "\n".join(lines)
     bx = _text_size(font, text)
     x, y = 40, 120
     draw = ImageDraw.Draw(clean)
     draw.rectangle([x - 16, y - 16, x + bx[2] + 16, y + bx[3] + 16], fill=(card,) * 3)
     attacked = clean.copy()
     _draw_text(attacked, (x, y), text, font, (card - delta,) * 3)
-    case.contrast, case.text_height_frac = float(delta), (bx[3] - bx[1]) / SIZE[1]
+    case.contrast = float(delta)
+    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
     return attacked
 
 
 def _rotated(clean, text, rng, case):
+    """A line turned by 20-40 degrees; a text too long for the turned line to fit in the image is
+    wrapped into a block that does (it once ran off the image's edges)."""
     font = _font(20)
-    bx = _text_size(font, text)
+    case.angle = float(rng.uniform(20, 40))
+    cos, sin = np.cos(np.radians(case.angle)), np.sin(np.radians(case.angle))
+    width = SIZE[0]
+    while True:
+        lines = _fit(text, font, width)
+        bx = _text_size(font, "\n".join(lines))
+        w, h = bx[2] + 8, bx[3] + 8
+        if (w * cos + h * sin <= SIZE[0] - 28 and w * sin + h * cos <= SIZE[1]) or width <= 200:
+            break
+        width -= 40
+    text = "\n".join(lines)
     layer = Image.new("L", (bx[2] + 8, bx[3] + 8), 0)
     ImageDraw.Draw(layer).text((4, 4), text, font=font, fill=255)
-    case.angle = float(rng.uniform(20, 40))
     layer = layer.rotate(case.angle, expand=True, resample=Image.BICUBIC)
     x, y = 20, int(SIZE[1] - layer.height) // 2
     region = _luma(clean)[y:y + layer.height, x:x + layer.width]
@@ -206,12 +229,16 @@ def _rotated(clean, text, rng, case):
     attacked = clean.copy()
     attacked.paste(Image.new("RGB", layer.size, fill), (x, y), layer)
     case.contrast = abs(fill[0] - float(region.mean()))
-    case.text_height_frac = (bx[3] - bx[1]) / SIZE[1]
+    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
     return attacked
 
 
 def _tiled(clean, text, rng, case, alpha=0.12):
+    """Faint text repeated over the whole image, in rows of tiles; a text wider than the image
+    is wrapped into a block first, so that whole copies of it are in the picture."""
     font = _font(18)
+    lines = _fit(text, font, SIZE[0] - 40)
+    text = "\n".join(lines)
     bx = _text_size(font, text)
     layer = Image.new("L", SIZE, 0)
     draw = ImageDraw.Draw(layer)
@@ -219,7 +246,8 @@ def _tiled(clean, text, rng, case, alpha=0.12):
         for x in range(-(row % 2) * bx[2] // 2, SIZE[0], bx[2] + 40):
             draw.text((x, y), text, font=font, fill=int(255 * alpha))
     attacked = Image.composite(Image.new("RGB", SIZE, (255, 255, 255)), clean, layer)
-    case.opacity, case.text_height_frac = alpha, (bx[3] - bx[1]) / SIZE[1]
+    case.opacity = alpha
+    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
     case.contrast = float(alpha * (255 - _luma(clean).mean()))  # mean lift under full-alpha ink
     return attacked
 
@@ -234,6 +262,12 @@ def _wrap(text, font, width) -> list[str]:
         else:
             line = trial
     return lines + [line] if line else lines
+
+
+def _fit(text, font, width) -> list[str]:
+    """The lines of `text` (its own line breaks kept), each wider than `width` wrapped at spaces."""
+    return [part for line in (text.splitlines() or [text])
+            for part in ([line] if _text_size(font, line)[2] <= width else _wrap(line, font, width))]
 
 
 def _document(clean, text, rng, case):
