@@ -323,7 +323,10 @@ def main(argv=None) -> int:
     if args.skip_eval:
         return 0
     reports = [evaluate([e for e in examples if e.split == "test" and e.noise != "latin"], model,
-                        "test split (unseen template families)")]
+                        "test split (unseen template families)"),
+               evaluate([e for e in examples if e.split == "validation" and e.family.startswith("hw.")
+                         and e.noise == "clean" and e.granularity == "text"], model,
+                        "hand-written validation slice, clean (selection and thresholds saw it; not a test)")]
     if latin:
         reports.append(evaluate([e for e in examples if e.split == "test" and e.noise == "latin"], model,
                                 "test split, Russian as a Latin-only OCR reads it"))

@@ -16,7 +16,7 @@ import pytest
 from polymodal.errors import InvalidInputError
 from polymodal.guard import classifier as C
 from polymodal.guard.dataset import (LANGUAGES, ORDINARY, SPLITS, TECHNIQUES, build_dataset, cyrillic_as_latin,
-                                     handwritten_examples, sealed_examples,
+                                     HANDWRITTEN_PATHS, handwritten_examples, sealed_examples,
                                      dataset_digest, fragments, ocr_noise, ood_examples, wrap)
 from polymodal.guard.rules import LABELS
 
@@ -47,9 +47,17 @@ def test_dataset_is_deterministic_and_covers_every_group(dataset):
     assert noise["clean"] and noise["light"] and noise["heavy"]
 
 
-def test_handwritten_list_trains_only_and_stays_apart_from_the_test_lists(dataset):
+def test_handwritten_lists_train_and_validate_and_stay_apart_from_the_test_lists(dataset):
     hand = handwritten_examples()
-    assert {e.split for e in hand} == {"train"}  # its ru/zh items restate en ones: splitting would leak
+    assert {e.split for e in hand} == {"train", "validation"}
+    # The first batch trains only (its ru/zh items restate en ones: splitting would leak); a fifth
+    # of the second batch's items validate, every copy and fragment of an item in the same split.
+    first, share = HANDWRITTEN_PATHS[0]
+    first_texts = {item["text"] for item in json.loads(first.read_text(encoding="utf-8"))["examples"]}
+    assert share == 0 and all(e.split == "train" for e in hand if e.text in first_texts)
+    validating = [e for e in hand if e.split == "validation"]
+    assert 0.1 < len(validating) / len(hand) < 0.3
+    assert {e.noise for e in validating} >= {"clean", "light", "heavy"}  # copies go with their item
     counts = Counter((e.language, e.label) for e in hand)
     assert all(counts[(lang, label)] >= 200 for lang in LANGUAGES for label in (0, 1)), counts
     assert len({e.text for e in hand}) == len(hand)

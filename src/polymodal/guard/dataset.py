@@ -46,8 +46,14 @@ TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exf
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
 SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
-HANDWRITTEN_PATH = Path(__file__).parent / "data" / "injection_handwritten.json"
-VERSION = 3  # bump when the tables or the composition change; recorded with the trained weights
+# Two hand-written batches by writers blind to the generator and the test lists (the second one
+# mostly Russian, with second-person adverts as benign decoys), with the share of each batch's
+# items that go to the validation split: none of the first (its Russian and Chinese items often
+# restate English ones, so a split would leak), a fifth of the second (written without
+# translations), so that model selection and the judge's threshold also see hand-written text.
+HANDWRITTEN_PATHS = ((Path(__file__).parent / "data" / "injection_handwritten.json", 0.0),
+                     (Path(__file__).parent / "data" / "injection_handwritten_2.json", 0.2))
+VERSION = 4  # bump when the tables or the composition change; recorded with the trained weights
 
 
 @dataclass(frozen=True)
@@ -1308,14 +1314,15 @@ HANDWRITTEN_TECHNIQUES = {
 
 
 def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
-    """The hand-written training list (guard/data/injection_handwritten.json: 1,170 texts in
-    English, Russian and Chinese, written one by one, not from this module's templates; those
-    also in the OOD or sealed test lists left out), all in
-    the train split: many Russian and Chinese items restate English ones, so splitting it would
-    leak. Each text comes clean, in `copies` OCR-noisy copies and, with probability 0.5, as
+    """The hand-written training lists (guard/data/injection_handwritten.json, 1,170 texts, and
+    injection_handwritten_2.json, 1,519 texts, in English, Russian and Chinese, written one by one,
+    not from this module's templates; those also in the OOD or sealed test lists left out), in the
+    train split but for a fifth of the second batch's items (by a hash of the text), which are in
+    the validation split with all their copies (HANDWRITTEN_PATHS says why). Each text comes clean, in `copies` OCR-noisy copies and, with probability 0.5, as
     `fragments`, like the generated ones. `techniques` is None where the kind names no technique
     (HANDWRITTEN_TECHNIQUES)."""
-    data = json.loads(HANDWRITTEN_PATH.read_text(encoding="utf-8"))["examples"]
+    data = [{**item, "split": "validation" if zlib.crc32(item["text"].encode("utf-8")) % 1000 < share * 1000 else "train"}
+            for path, share in HANDWRITTEN_PATHS for item in json.loads(path.read_text(encoding="utf-8"))["examples"]]
     # Two writers, one idea: a few short texts ("stay in character") are also in the test lists.
     # They are test texts, so they leave the training list (matched case- and space-blind).
     key = lambda text: " ".join(text.casefold().split())  # noqa: E731
@@ -1330,7 +1337,7 @@ def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
             label = int(item["label"])
             techniques = HANDWRITTEN_TECHNIQUES.get(item["kind"]) if label else ()
             out.append(Example(text, label, item["language"], techniques, item["kind"], f"hw.{item['language']}",
-                               "train", level, _benign_kind(label, item["kind"]), granularity))
+                               item["split"], level, _benign_kind(label, item["kind"]), granularity))
 
     for item in data:
         rng = _rng(seed, "handwritten", item["text"])  # by text: removing an item changes no other
