@@ -31,7 +31,8 @@ while fitting or tuning):
 - photos without text: test: all 80 coco-mini photos and Flickr 600-799; validation: Flickr
   400-599, then 0-399 (the attack bases, clean).
 
-OCR output is cached per image (--ocr-cache; keyed by the rendered case), so a changed judge can be
+OCR output is cached per image (--ocr-cache; keyed by the case and its rendered pixels, so a changed
+renderer is never served a stale reading), so a changed judge can be
 re-measured in seconds; --dump writes every case's texts and scores as JSON lines.
 
 Targets (issue 6): recall >= 0.95 on visible injections, >= 0.90 on low-contrast and tiny
@@ -203,9 +204,9 @@ def find_texts(cases: list[Case], cache: Path | None, *, cached_only: bool = Fal
             out.append(None)
             seconds.append(0.0)
             continue
-        start = time.perf_counter() - render_seconds
+        start = time.perf_counter()
         found = None if source is None else _texts_of(load_image(source), source)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(render_seconds + time.perf_counter() - start)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(found))

@@ -201,7 +201,7 @@ def _low_contrast(clean, text, rng, case, delta=6, card=250):
     attacked = clean.copy()
     _draw_text(attacked, (x, y), text, font, (card - delta,) * 3)
     case.contrast = float(delta)
-    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
+    case.text_height_frac = _line_height(font, lines) / SIZE[1]
     return attacked
 
 
@@ -229,7 +229,7 @@ def _rotated(clean, text, rng, case):
     attacked = clean.copy()
     attacked.paste(Image.new("RGB", layer.size, fill), (x, y), layer)
     case.contrast = abs(fill[0] - float(region.mean()))
-    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
+    case.text_height_frac = _line_height(font, lines) / SIZE[1]
     return attacked
 
 
@@ -247,7 +247,7 @@ def _tiled(clean, text, rng, case, alpha=0.12):
             draw.text((x, y), text, font=font, fill=int(255 * alpha))
     attacked = Image.composite(Image.new("RGB", SIZE, (255, 255, 255)), clean, layer)
     case.opacity = alpha
-    case.text_height_frac = max(_text_size(font, line)[3] - _text_size(font, line)[1] for line in lines) / SIZE[1]
+    case.text_height_frac = _line_height(font, lines) / SIZE[1]
     case.contrast = float(alpha * (255 - _luma(clean).mean()))  # mean lift under full-alpha ink
     return attacked
 
@@ -262,6 +262,11 @@ def _wrap(text, font, width) -> list[str]:
         else:
             line = trial
     return lines + [line] if line else lines
+
+
+def _line_height(font, lines) -> int:
+    """Pixel height of the tallest of `lines` in `font` (the ink box, without the top offset)."""
+    return max(box[3] - box[1] for box in (_text_size(font, line) for line in lines))
 
 
 def _fit(text, font, width) -> list[str]:
