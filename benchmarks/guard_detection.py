@@ -28,6 +28,12 @@ while fitting or tuning):
             corner and in low contrast, and 150 benign texts (ordinary, and "hard": imperative or
             AI-mentioning) in plain sight. Its figures are printed; its texts are never printed
             or dumped, so that nobody tunes the judge on them.
+- hand-written (validation split only; --no-sealed leaves it out too): the sealed set's mirror
+            for tuning: the English and Russian texts of the hand-written validation slice
+            (guard/dataset.py HANDWRITTEN_PATHS: a fifth of the second hand-written list, never
+            trained on) drawn the same way: injections in turn visible, in a small corner and in
+            low contrast, benign texts in plain sight. Long, unseen phrasings of people's own
+            words, where the generator's families are short: what the sealed figures measure.
 - photos without text: test: all 80 coco-mini photos and Flickr 600-799; validation: Flickr
   400-599, then 0-399 (the attack bases, clean).
 
@@ -66,8 +72,9 @@ HIDING = ("low_contrast", "small_corner", "metadata")  # placements of the "hidd
 
 @dataclass
 class Case:
-    group: str            # attack | ordinary | hard | hidden | photo | sealed-benign
-    kind: str             # kit | held-out | sealed (attacks); family or "caption" (benign); hard | ordinary (sealed-benign); "photo"
+    group: str            # attack | ordinary | hard | hidden | photo | sealed-benign | hand-written-benign
+    kind: str             # kit | held-out | hand-written | sealed (attacks); family or "caption" (benign);
+                          # hard | ordinary (the lists' benign texts); "photo"
     technique: str        # attacks.TECHNIQUES, or "photo"
     text: str | None      # what was drawn (None: a photo, or the kit's own instruction)
     seed: int
@@ -145,26 +152,34 @@ def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed
             technique = ("visible", "document")[i % 2] if group != "hidden" else HIDING[i % len(HIDING)]
             cases.append(Case(group, family, technique, text, 10_000 + i, base(i * 31 + len(group))))
     cases += [Case("photo", "photo", "photo", None, 0, str(p)) for p in photos(split, n_photos)]
-    if split == "test" and sealed:
-        cases += sealed_cases(base)
+    if sealed:
+        cases += listed_cases(split, base)
     return cases
 
 
-SEALED_TECHNIQUES = ("visible", "small_corner", "low_contrast")
+LISTED_TECHNIQUES = ("visible", "small_corner", "low_contrast")
 
 
-def sealed_cases(base) -> list[Case]:
-    """Every English and Russian text of the sealed list (guard/data/injection_sealed.json,
-    written blind to the judge) drawn into a photo: injections in turn visible, in a small corner
-    and in low contrast; benign texts in plain sight (visible, document)."""
-    from polymodal.guard.dataset import sealed_examples
+def listed_cases(split: str, base) -> list[Case]:
+    """The hand-written texts of the split drawn into photos: on the test split every English and
+    Russian text of the sealed list (guard/data/injection_sealed.json, written blind to the
+    judge), on the validation split those of the hand-written validation slice. Injections in
+    turn visible, in a small corner and in low contrast; benign texts in plain sight (visible,
+    document)."""
+    from polymodal.guard.dataset import handwritten_examples, sealed_examples
 
+    if split == "test":
+        kind, rows = "sealed", sealed_examples()
+    else:
+        kind, rows = "hand-written", [e for e in handwritten_examples(copies=0) if e.split == "validation"
+                                      and e.noise == "clean" and e.granularity == "text"]
+    rows = [e for e in rows if e.language in ("en", "ru")]
     out = []
-    rows = [e for e in sealed_examples() if e.language in ("en", "ru")]
     for i, e in enumerate(r for r in rows if r.label):
-        out.append(Case("attack", "sealed", SEALED_TECHNIQUES[i % 3], e.text, 20_000 + i, base(i * 13 + 5)))
+        out.append(Case("attack", kind, LISTED_TECHNIQUES[i % 3], e.text, 20_000 + i, base(i * 13 + 5)))
     for i, e in enumerate(r for r in rows if not r.label):
-        out.append(Case("sealed-benign", e.kind, ("visible", "document")[i % 2], e.text, 30_000 + i, base(i * 17 + 3)))
+        out.append(Case(f"{kind}-benign", e.kind, ("visible", "document")[i % 2], e.text, 30_000 + i,
+                        base(i * 17 + 3)))
     return out
 
 
@@ -246,14 +261,15 @@ def summarise(cases: list[Case], reports: list) -> dict:
                                                and c.technique == technique),
                                            sum(1 for c, r in pairs if c.group == "attack" and c.kind == kind
                                                and c.technique == technique)]
-                                    for kind in ("kit", "held-out", "sealed")}
+                                    for kind in ("kit", "held-out", "hand-written", "sealed")}
     for group in ("ordinary", "hard", "hidden", "photo"):
         rows = [r for c, r in pairs if c.group == group]
         out["false_alarms"][group] = [sum(r.flagged for r in rows), len(rows)]
-    for kind in ("ordinary", "hard"):
-        rows = [r for c, r in pairs if c.group == "sealed-benign" and c.kind == kind]
-        out["false_alarms"][f"sealed {kind}"] = [sum(r.flagged for r in rows), len(rows)]
-    for kind in ("held-out", "sealed"):
+    for listed in ("hand-written", "sealed"):
+        for kind in ("ordinary", "hard"):
+            rows = [r for c, r in pairs if c.group == f"{listed}-benign" and c.kind == kind]
+            out["false_alarms"][f"{listed} {kind}"] = [sum(r.flagged for r in rows), len(rows)]
+    for kind in ("held-out", "hand-written", "sealed"):
         for language in ("en", "ru"):
             rows = [r for c, r in pairs if c.group == "attack" and c.kind == kind and _language(c.text) == language]
             out["recall"].setdefault(f"{kind} by language", {})[language] = [sum(r.flagged for r in rows), len(rows)]
@@ -266,14 +282,15 @@ def summarise(cases: list[Case], reports: list) -> dict:
 
 
 def print_table(summary: dict, cases: list[Case], reports: list) -> None:
-    print(f"\n{'technique':<14} {'kit':>14} {'held-out':>14} {'sealed':>14}   target")
+    listed = "sealed" if summary["recall"]["visible"]["sealed"][1] else "hand-written"
+    print(f"\n{'technique':<14} {'kit':>14} {'held-out':>14} {listed:>14}   target")
     for technique, sets in summary["recall"].items():
         if technique.endswith("by language"):
             continue
         target = f">= {TARGETS[technique]:.2f}" if technique in TARGETS else ""
-        sealed = _cell(*sets["sealed"]) if sets["sealed"][1] else "-"
-        print(f"{technique:<14} {_cell(*sets['kit']):>14} {_cell(*sets['held-out']):>14} {sealed:>14}   {target}")
-    for kind in ("held-out", "sealed"):
+        shown = _cell(*sets[listed]) if sets[listed][1] else "-"
+        print(f"{technique:<14} {_cell(*sets['kit']):>14} {_cell(*sets['held-out']):>14} {shown:>14}   {target}")
+    for kind in ("held-out", "hand-written", "sealed"):
         by_language = summary["recall"][f"{kind} by language"]
         if sum(n for _, n in by_language.values()):
             print(f"{kind}, all techniques: " + ", ".join(f"{k} {_cell(*v)}" for k, v in by_language.items()))
@@ -286,12 +303,14 @@ def print_table(summary: dict, cases: list[Case], reports: list) -> None:
                        ("hard", "hard benign decoys in plain sight"),
                        ("hidden", "ordinary benign text hidden (low contrast, small corner, metadata)"),
                        ("photo", "photos without text (target 0)"),
+                       ("hand-written ordinary", "hand-written slice, ordinary benign text in plain sight"),
+                       ("hand-written hard", "hand-written slice, imperative or AI-mentioning benign text"),
                        ("sealed ordinary", "sealed list, ordinary benign text in plain sight"),
                        ("sealed hard", "sealed list, imperative or AI-mentioning benign text")):
         if fa[name][1]:
             print(f"  {what:<70} {_cell(*fa[name]):>14}")
     for c, r in zip(cases, reports):
-        if r is not None and c.group in ("ordinary", "hidden", "photo") and r.flagged:
+        if r is not None and c.group in ("ordinary", "hidden", "photo", "hand-written-benign") and r.flagged:
             shown = [f.text[:80] for f in r.findings if f.flagged][:2]
             print(f"  false alarm ({c.group}, {c.kind}, {c.technique}): {shown}")
 
@@ -322,7 +341,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cached-only", action="store_true", help="judge only the images already in --ocr-cache")
     ap.add_argument("--weights", type=Path, help="judge with these classifier weights instead of the shipped ones")
     ap.add_argument("--hidden-log-odds", type=float, help="override the scanner's prior for hidden text")
-    ap.add_argument("--no-sealed", action="store_true", help="leave out the sealed list's images (test split)")
+    ap.add_argument("--no-sealed", action="store_true",
+                    help="leave out the hand-written lists' images (sealed on test, hand-written slice on validation)")
     args = ap.parse_args(argv)
 
     from embed_throughput import machine

@@ -176,7 +176,8 @@ def image_scores(model: C.InjectionClassifier, dump: Path):
 
 def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)) -> tuple[float, list]:
     """The largest hidden-text log-odds of `grid` that adds no false alarm on the validation
-    images without an injection (ordinary, hard and hidden benign text, photos) beyond those the
+    images without an injection (ordinary, hard and hidden benign text, the hand-written slice's
+    benign text, photos) beyond those the
     judge makes without it; with the recall and false alarms of each candidate."""
     from polymodal.guard.scan import with_prior
 
@@ -184,7 +185,7 @@ def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4
     for log_odds in grid:
         flags = [any(with_prior(s, h, log_odds) >= 0.5 for s, h in rows) for rows in scored]
         recall = np.mean([f for c, f in zip(cases, flags) if c["group"] == "attack"])
-        alarms = {g: int(sum(f for c, f in zip(cases, flags) if c["group"] == g)) for g in ("ordinary", "hard", "hidden", "photo")}
+        alarms = {g: int(sum(f for c, f in zip(cases, flags) if c["group"] == g)) for g in ("ordinary", "hard", "hidden", "hand-written-benign", "photo")}
         table.append({"log_odds": log_odds, "attack_recall": float(recall), "false_alarms": alarms})
         log(f"hidden log-odds {log_odds}: validation image recall {recall:.3f}, false alarms {alarms}")
     base = table[0]["false_alarms"]

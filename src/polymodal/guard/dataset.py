@@ -46,14 +46,16 @@ TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exf
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
 SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
-# Two hand-written batches by writers blind to the generator and the test lists (the second one
-# mostly Russian, with second-person adverts as benign decoys), with the share of each batch's
-# items that go to the validation split: none of the first (its Russian and Chinese items often
-# restate English ones, so a split would leak), a fifth of the second (written without
+# Three hand-written batches by writers blind to the generator and the test lists (the second one
+# mostly Russian, with second-person adverts as benign decoys; the third longer texts, injections
+# inside ordinary content and indirect phrasings without trigger words), with the share of each
+# batch's items that go to the validation split: none of the first (its Russian and Chinese items
+# often restate English ones, so a split would leak), a fifth of the others (written without
 # translations), so that model selection and the judge's threshold also see hand-written text.
 HANDWRITTEN_PATHS = ((Path(__file__).parent / "data" / "injection_handwritten.json", 0.0),
-                     (Path(__file__).parent / "data" / "injection_handwritten_2.json", 0.2))
-VERSION = 4  # bump when the tables or the composition change; recorded with the trained weights
+                     (Path(__file__).parent / "data" / "injection_handwritten_2.json", 0.2),
+                     (Path(__file__).parent / "data" / "injection_handwritten_3.json", 0.2))
+VERSION = 5  # bump when the tables or the composition change; recorded with the trained weights
 
 
 @dataclass(frozen=True)
@@ -1310,17 +1312,19 @@ HANDWRITTEN_TECHNIQUES = {
     "fake_system": ("system_prompt",), "output_directive": ("output_directive",),
     "concealment": ("output_directive",), "exfiltration": ("exfiltration",),
     "indirect": None, "tool_hijack": None, "fragment": None, "polite": None, "addressed": None,
+    "mixed": None,  # an ordinary text with an injection inside: its technique varies
 }
 
 
 def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
-    """The hand-written training lists (guard/data/injection_handwritten.json, 1,170 texts, and
-    injection_handwritten_2.json, 1,519 texts, in English, Russian and Chinese, written one by one,
-    not from this module's templates; those also in the OOD or sealed test lists left out), in the
-    train split but for a fifth of the second batch's items (by a hash of the text), which are in
-    the validation split with all their copies (HANDWRITTEN_PATHS says why). Each text comes clean, in `copies` OCR-noisy copies and, with probability 0.5, as
-    `fragments`, like the generated ones. `techniques` is None where the kind names no technique
-    (HANDWRITTEN_TECHNIQUES)."""
+    """The hand-written training lists (guard/data/injection_handwritten.json, 1,170 texts,
+    injection_handwritten_2.json, 1,519, and injection_handwritten_3.json, 1,514, in English,
+    Russian and Chinese, written one by one, not from this module's templates; those also in the
+    OOD or sealed test lists left out), in the train split but for a fifth of the later batches'
+    items (by a hash of the text), which are in the validation split with all their copies
+    (HANDWRITTEN_PATHS says why). Each text comes clean, in `copies` OCR-noisy copies and, with
+    probability 0.5, as `fragments`, like the generated ones. `techniques` is None where the kind
+    names no technique (HANDWRITTEN_TECHNIQUES)."""
     data = [{**item, "split": "validation" if zlib.crc32(item["text"].encode("utf-8")) % 1000 < share * 1000 else "train"}
             for path, share in HANDWRITTEN_PATHS for item in json.loads(path.read_text(encoding="utf-8"))["examples"]]
     # Two writers, one idea: a few short texts ("stay in character") are also in the test lists.
