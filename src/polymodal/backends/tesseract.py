@@ -96,24 +96,42 @@ def read_lines(crops, *, lang: str = "rus+eng") -> list[tuple[str, float]]:
 def _prepare(crop) -> np.ndarray:
     """The crop scaled to LINE_HEIGHT rows and cleaned to dark ink on white: Tesseract's own
     global binarisation breaks on text over a photo (texture turns into glyph fragments, word
-    confidences fall to 0.0-0.5 for correctly read words). Background = median filter over a
-    window of the line's height (ink covers well under half of any such window); the residual
-    in the ink's polarity (the one holding most of the strongest residuals) is mapped so that
-    below a quarter of its 97th percentile is white and above three quarters black."""
+    confidences fall to 0.0-0.5 for correctly read words).
+
+    Ink = pixels standing out from the background in the ink's polarity: background = median
+    filter over a window of the line's height (ink covers well under half of any such window);
+    the polarity is the one holding most of the strongest residuals. In grey crops the residual
+    is mapped so that below a quarter of its 97th percentile is white and above three quarters
+    black. In colour crops the ink is also keyed by its colour, since injected text is drawn in
+    one colour while the photo's edges that also stand out (branches, window frames) are of
+    others: ink colour = median RGB of the clearest ink (residual >= half the peak); a pixel is
+    black within 2 spreads of that colour (spread = the median distance of the clearest ink from
+    it, at least 8), white beyond 6, and white wherever its residual is under a fifth of the
+    peak. On the Russian validation images of benchmarks/guard_detection.py this raised the
+    similarity of Tesseract's readings to the drawn text from 0.663 to 0.733 for large text over
+    photos (84 images), 0.773 -> 0.783 in small corners, 0.916 unchanged in low contrast."""
     cv2 = require("cv2", "guard", "reading text lines with Tesseract")
     a = np.asarray(crop)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or min(a.shape[:2]) < 1:
         raise InvalidInputError(f"a line crop must be a uint8 (h, w) or (h, w, 3) array, got "
                                 f"{getattr(a, 'dtype', type(crop))} {getattr(a, 'shape', None)}")
+    h, w = a.shape[:2]
+    a = cv2.resize(a, (max(1, round(w * LINE_HEIGHT / h)), LINE_HEIGHT), interpolation=cv2.INTER_CUBIC)
     grey = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) if a.ndim == 3 else a
-    h, w = grey.shape
-    grey = cv2.resize(grey, (max(1, round(w * LINE_HEIGHT / h)), LINE_HEIGHT), interpolation=cv2.INTER_CUBIC)
     background = cv2.medianBlur(grey, LINE_HEIGHT | 1).astype(np.float32)
     residual = grey.astype(np.float32) - background                  # (LINE_HEIGHT, w')
     strong = np.abs(residual) >= np.percentile(np.abs(residual), 90)
     ink = residual if residual[strong].sum() >= 0 else -residual      # ink > 0 in either polarity
     peak = max(float(np.percentile(ink, 97)), 1.0)
-    return (255 - np.clip((ink - 0.25 * peak) / (0.5 * peak) * 255, 0, 255)).astype(np.uint8)
+    if a.ndim == 2:
+        return (255 - np.clip((ink - 0.25 * peak) / (0.5 * peak) * 255, 0, 255)).astype(np.uint8)
+    rgb = a.astype(np.float32)                                        # (LINE_HEIGHT, w', 3)
+    clearest = ink >= 0.5 * peak
+    colour = np.median(rgb[clearest], axis=0)
+    distance = np.linalg.norm(rgb - colour, axis=2)
+    spread = max(float(np.median(distance[clearest])), 8.0)
+    like = np.clip((6 * spread - distance) / (4 * spread), 0, 1) * (ink > 0.2 * peak)
+    return (255 - like * 255).astype(np.uint8)
 
 
 def _stack(lines: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -7,7 +7,12 @@ backends/ocr.py) over several views of the image, each meant to reveal one way o
 
   plain      the image itself, detected at a resolution where text of ~1.5% of the image height is
              still 12+ pixels tall (short side ~768 px: photos are shrunk, small images enlarged
-             up to 3x, the "upscaling for tiny type" every image gets)
+             up to 3x, the "upscaling for tiny type" every image gets), framed by EDGE_FRAME
+             flat rows above and below: without them the detector gives a line of small type
+             3 px from the top or bottom edge no text probability at all (on the validation
+             images 56 -> 61 of 108 hand-written small-corner texts found, 33 -> 32 of 40
+             held-out, rotated 75 -> 77 of 80, for ~6% more detector pixels: scan_image mean
+             0.555 -> 0.595 s/MP, back to back)
   contrast   CLAHE (contrast-limited local histogram equalisation, cv2; 16 x 16 tiles, clip 16) on
              the luma, at 640 px: text a few grey levels off a flat background, or faint text
              tiled over a photo, comes out at full contrast
@@ -103,6 +108,10 @@ AUTO_PASSES = ("plain", "contrast", "rotations")
 PLAIN_SHORT = 768        # detector pixels on the short side for the plain view ...
 PLAIN_LONG = 1152        # ... capped on the long side (a panorama is not enlarged past this)
 MAX_UPSCALE = 3.0        # small images are enlarged at most this much (more adds no detail)
+EDGE_FRAME = 32          # rows of flat border added above and below the plain view: the detector
+                         # gives a line of small type within ~3 px of the top or bottom edge no
+                         # text probability at all (a multiple of its 32-px stride keeps the image
+                         # on the same grid; left and right edges cut only a line's end glyphs)
 CONTRAST_LONG = 640      # the contrast view is detected at most this long (faint text is larger)
 CLAHE_CLIP, CLAHE_GRID = 16.0, 16   # 16 x 16 tiles: a card or sign fills whole tiles
 LOCAL_SIGMA = 16.0       # local normalisation window (Gaussian sigma) at CONTRAST_LONG pixels
@@ -178,7 +187,8 @@ def find_text(image, *, passes="auto", min_confidence: float = MIN_CONFIDENCE,
     scan = _Scan(rgb, engine, cv2)
 
     if "plain" in plan:
-        scan.detect_view("plain", _plain_scale(*rgb.shape[:2]), weak=WEAK_BOX if "rotations" in plan else None)
+        scan.detect_view("plain", _plain_scale(*rgb.shape[:2]), weak=WEAK_BOX if "rotations" in plan else None,
+                         frame=EDGE_FRAME)
     if "contrast" in plan:
         scan.detect_view("contrast", _view_scale(*rgb.shape[:2]))
     if "local" in plan:
@@ -302,23 +312,30 @@ class _Scan:
 
     # -- detection -----------------------------------------------------------------------------
 
-    def detect_view(self, name: str, scale: float, weak: float | None = None) -> None:
+    def detect_view(self, name: str, scale: float, weak: float | None = None, frame: int = 0) -> None:
         """Detect on the whole image seen through `name`, at `scale` (the view is computed on
         the resized image: cheaper, and CLAHE's tiles then span the same share of the scene).
         With `weak`, boxes whose mean text probability is between `weak` and BOX_THRESH are
-        kept apart as weak evidence (see `weak_lines`); the detector runs once either way."""
+        kept apart as weak evidence (see `weak_lines`); the detector runs once either way.
+        `frame` rows of the mean colour of the view's top and bottom rows are added above and
+        below it (EDGE_FRAME says why)."""
+        cv2 = self.cv2
         small = self._resized(scale)
-        det = self.engine.detect(self.view(name, small), scale=1.0,
-                                 box_thresh=BOX_THRESH if weak is None else weak)
+        view = self.view(name, small)
+        if frame:
+            edge = np.concatenate([view[:2].reshape(-1, 3), view[-2:].reshape(-1, 3)]).mean(axis=0)
+            view = cv2.copyMakeBorder(view, frame, frame, 0, 0, cv2.BORDER_CONSTANT, value=edge.tolist())
+        det = self.engine.detect(view, scale=1.0, box_thresh=BOX_THRESH if weak is None else weak)
         back = np.array([self.w / small.shape[1], self.h / small.shape[0]], dtype=np.float32)
+        shift = np.array([0, frame], dtype=np.float32)
         if weak is not None:
             strong = [i for i, s in enumerate(det.scores) if s >= BOX_THRESH]
             faint = [i for i, s in enumerate(det.scores) if s < BOX_THRESH]
             for quad, score in _join_lines([det.boxes[i] for i in faint], [det.scores[i] for i in faint]):
-                back_quad = np.clip(quad * back, 0, [self.w - 1, self.h - 1]).astype(np.float32)
+                back_quad = np.clip((quad - shift) * back, 0, [self.w - 1, self.h - 1]).astype(np.float32)
                 self.weak.append(_Candidate(back_quad, name, score))
             det = replace(det, boxes=det.boxes[strong], scores=[det.scores[i] for i in strong])
-        self._add(det, name, lambda q: q * back)
+        self._add(det, name, lambda q: (q - shift) * back)
 
     def detect_tiles(self, name: str, factor: float, tile: int = 640) -> None:
         """Detect on overlapping tiles of the image enlarged `factor` times (plain view)."""
@@ -387,7 +404,7 @@ class _Scan:
         original pixels (keeping the point order: p0 -> p1 runs along the text, so the line crop
         comes out upright even for turned views) and keep them as candidates."""
         for quad, score in _join_lines(list(det.boxes), list(det.scores)):
-            back = np.asarray(to_original(quad), dtype=np.float32)
+            back = _centred_inside(np.asarray(to_original(quad), dtype=np.float32), self.h)
             back[:, 0] = np.clip(back[:, 0], 0, self.w - 1)
             back[:, 1] = np.clip(back[:, 1], 0, self.h - 1)
             self.candidates.append(_Candidate(back, view, score, order=len(self.candidates)))
@@ -732,6 +749,24 @@ def _join_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     if gap > JOIN_GAP * h:
         return None
     return _rect(np.vstack([a, b]), u, n)
+
+
+def _centred_inside(quad: np.ndarray, h: int) -> np.ndarray:
+    """A box that runs past the image's top or bottom (a line along the edge, detected with
+    EDGE_FRAME), trimmed by as much on its other side: the detector's boxes are centred on their
+    line, about twice its height, and a box cut on one side only would hold a band of the
+    background on the other, which the hiddenness measurement would take for a taller line."""
+    below, above = float(quad[:, 1].max()) - (h - 1), -float(quad[:, 1].min())
+    if below <= 0 and above <= 0:
+        return quad
+    out = quad.copy()
+    centre = float(quad[:, 1].mean())
+    upper, lower = out[:, 1] < centre, out[:, 1] > centre
+    if below > 0:
+        out[upper, 1] = np.minimum(out[upper, 1] + below, centre)
+    if above > 0:
+        out[lower, 1] = np.maximum(out[lower, 1] - above, centre)
+    return out
 
 
 def _pad_ends(quad: np.ndarray, pad: float, w: int, h: int) -> np.ndarray:
