@@ -11,8 +11,8 @@ backends/ocr.py) over several views of the image, each meant to reveal one way o
              flat rows above and below: without them the detector gives a line of small type
              3 px from the top or bottom edge no text probability at all (on the validation
              images 56 -> 61 of 108 hand-written small-corner texts found, 33 -> 32 of 40
-             held-out, rotated 75 -> 77 of 80, for ~6% more detector pixels: scan_image mean
-             0.555 -> 0.595 s/MP, back to back)
+             held-out, rotated 75 -> 77 of 80, for ~6% more detector pixels: scan_image p50
+             0.354 -> 0.394 s/MP, mean 0.488 -> 0.518, back to back on an idle machine)
   contrast   CLAHE (contrast-limited local histogram equalisation, cv2; 16 x 16 tiles, clip 16) on
              the luma, at 640 px: text a few grey levels off a flat background, or faint text
              tiled over a photo, comes out at full contrast
