@@ -48,6 +48,13 @@ from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: 
 # 1e-2 0.797; l2 1e-4..3e-3 were worse (0.57..0.45, v1); data v4 with 1-6-grams: l2 3e-6 0.728,
 # 1e-5 0.732, 3e-5 0.723. Pass --l2/--l2-dense lists to search again.
 L2_GRID = ((1e-5, 1e-3),)
+# Weight of a hand-written example (its copies and fragments too) against a generated one in the
+# injection loss. The hand-written lists are a tenth of the data and the ones like what images
+# carry; on data v5, weight 4 against 1 lifted the ROC AUC of the clean hand-written validation
+# texts 0.939 -> 0.946 (recall at 5% FP 0.698 -> 0.732) with the generated validation texts' recall
+# at 2% FP 0.818 -> 0.822, and on the fourth list, not yet written then, 0.830 -> 0.852; weight 10
+# did less on all three.
+HANDWRITTEN_WEIGHT = 4.0
 SHARED = REPO.parent / "shared" / "data"
 
 
@@ -134,10 +141,11 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tu
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
     y, t = targets(examples)
     ftr, fva = feats.subset(tr), feats.subset(va)
+    weights = np.where([examples[i].family.startswith("hw.") for i in tr], HANDWRITTEN_WEIGHT, 1.0)
     best = None
     for l2, l2_dense in l2_grid:
         t0 = time.time()
-        w = C.fit(ftr, y[tr], t[tr], l2=l2, l2_dense=l2_dense, max_iter=200)
+        w = C.fit(ftr, y[tr], t[tr], l2=l2, l2_dense=l2_dense, max_iter=200, weights=weights)
         model = C.InjectionClassifier(*w, {"hash_dim": C.HASH_DIM, "ngrams": list(C.NGRAMS)})
         p = model.predict_features(fva).probability
         r = recall_at_fpr(p, y[va], max_fpr)
@@ -151,7 +159,7 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tu
     params["z_threshold"] = threshold_at_fpr(z_val[y[va] == 0], max_fpr)
     model_threshold = threshold_at_fpr(p_val[y[va] == 0], max_fpr)
     judged = z_val >= params["z_threshold"]
-    info = {"l2": l2[0], "l2_dense": l2[1], "max_fpr": max_fpr, "validation": {
+    info = {"l2": l2[0], "l2_dense": l2[1], "handwritten_weight": HANDWRITTEN_WEIGHT, "max_fpr": max_fpr, "validation": {
         "model_recall": recall, "judge_recall": float(judged[y[va] == 1].mean()),
         "judge_fpr": float(judged[y[va] == 0].mean()), "n": int(len(va))}}
     model.config.update({"judge": params, "model_threshold": model_threshold, "training": info})
@@ -174,23 +182,38 @@ def image_scores(model: C.InjectionClassifier, dump: Path):
     return cases, [[(next(scores), prior_hiddenness(f["text"], f["hidden"])) for f in c["findings"]] for c in cases]
 
 
-def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)) -> tuple[float, list]:
-    """The largest hidden-text log-odds of `grid` that adds no false alarm on the validation
-    images without an injection (ordinary, hard and hidden benign text, the hand-written slice's
-    benign text, photos) beyond those the
-    judge makes without it; with the recall and false alarms of each candidate."""
+# The share of its 2% false-alarm budget (issue 6) the prior may spend in any group of benign
+# images with text. Hidden benign text (fine print, watermarks) is where it spends it; the
+# judge's own false alarms come first.
+PRIOR_ALARM_BUDGET = 0.01
+BENIGN_GROUPS = ("ordinary", "hard", "hidden", "hand-written-benign", "photo")
+
+
+def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
+                    budget: float = PRIOR_ALARM_BUDGET) -> tuple[float, list]:
+    """The largest hidden-text log-odds of `grid` whose added false alarms on the validation
+    images without an injection, beyond those the judge makes without a prior, stay within
+    `budget` of each benign group's images (ordinary, hard and hidden benign text, the
+    hand-written slice's benign text) and are none on photos; with the recall and false alarms
+    of each candidate."""
     from polymodal.guard.scan import with_prior
 
+    sizes = {g: sum(c["group"] == g for c in cases) for g in BENIGN_GROUPS}
     table = []
     for log_odds in grid:
         flags = [any(with_prior(s, h, log_odds) >= 0.5 for s, h in rows) for rows in scored]
         recall = np.mean([f for c, f in zip(cases, flags) if c["group"] == "attack"])
-        alarms = {g: int(sum(f for c, f in zip(cases, flags) if c["group"] == g)) for g in ("ordinary", "hard", "hidden", "hand-written-benign", "photo")}
+        alarms = {g: int(sum(f for c, f in zip(cases, flags) if c["group"] == g)) for g in BENIGN_GROUPS}
         table.append({"log_odds": log_odds, "attack_recall": float(recall), "false_alarms": alarms})
         log(f"hidden log-odds {log_odds}: validation image recall {recall:.3f}, false alarms {alarms}")
     base = table[0]["false_alarms"]
-    ok = [row for row in table if all(row["false_alarms"][g] <= base[g] for g in base)]
-    return max(row["log_odds"] for row in ok), table
+    allowed = {g: 0 if g == "photo" else int(budget * sizes[g]) for g in BENIGN_GROUPS}
+    chosen = table[0]["log_odds"]
+    for row in table:  # the grid ascends; stop at the first value over budget
+        if any(row["false_alarms"][g] - base[g] > allowed[g] for g in base):
+            break
+        chosen = row["log_odds"]
+    return chosen, table
 
 
 # ---------------------------------------------------------------------------------------------

@@ -204,6 +204,30 @@ def test_retraining_on_a_subset_generalises_to_unseen_templates():
     assert sum(hits) / len(hits) > 0.4  # chance is 0.2
 
 
+def test_example_weights_pull_the_fit_towards_the_heavier_examples():
+    # the same text twice with opposite labels: its probability follows the heavier copy;
+    # weights scaled as a whole change nothing
+    texts = ["alpha beta", "alpha beta", "gamma delta", "epsilon zeta"]
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    dim = 2 ** 8
+    feats = C.Features(np.zeros((4, C.EMBED_DIM), np.float32), *C.hashed_features(texts, dim=dim))
+    t = np.zeros((4, len(LABELS)))
+
+    def p_of(weights):
+        w = C.fit(feats, y, t, l2=1e-3, l2_dense=1.0, max_iter=100, hash_dim=dim, weights=weights)
+        return C.InjectionClassifier(*w, {"hash_dim": dim}).predict_features(feats).probability[0]
+
+    even = p_of(None)
+    assert even == pytest.approx(0.5, abs=0.02)
+    assert p_of(np.full(4, 3.0)) == pytest.approx(even, abs=1e-6)
+    # (the classes stay balanced: each class's weights sum to the same here, so the heavier copy
+    # wins 5 : 1 and the probability tends to 5/6)
+    assert p_of(np.array([5.0, 1.0, 1.0, 5.0])) > 0.75
+    assert p_of(np.array([1.0, 5.0, 5.0, 1.0])) < 0.25
+    with pytest.raises(InvalidInputError, match="positive example weights"):
+        p_of(np.array([1.0, 0.0, 1.0, 1.0]))
+
+
 # ---- shipped weights
 
 def test_shipped_weights_are_small_and_load():
@@ -263,3 +287,38 @@ def test_shipped_weights_reproduce_from_the_script(tmp_path):
     assert np.allclose(fresh.w_dense, shipped.w_dense, atol=2e-3)
     for key in ("a", "b", "c", "z_threshold"):
         assert abs(fresh.config["judge"][key] - shipped.config["judge"][key]) < 1e-2
+
+
+def _training_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_injection_classifier",
+                                                  REPO / "scripts" / "train_injection_classifier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hidden_text_prior_spends_at_most_its_share_of_the_false_alarm_budget():
+    script = _training_script()
+    # 200 hidden benign images (1% budget: 2 added alarms), 100 photos (none allowed), 10 attacks.
+    # Each image holds one hidden text with the judge score given; with_prior lifts it past 0.5
+    # once the log-odds exceed -logit(score).
+    logit = lambda x: float(np.log(x / (1 - x)))  # noqa: E731
+    def score_at(log_odds):  # a score that crosses 0.5 just below `log_odds`
+        return 1 / (1 + np.exp(log_odds - 0.1))
+    cases, scored = [], []
+    for group, n, crossing in (("attack", 10, 0.5), ("hidden", 2, 1.0), ("hidden", 1, 2.0),
+                               ("hidden", 197, 9.0), ("photo", 100, 9.0)):
+        for _ in range(n):
+            cases.append({"group": group})
+            scored.append([(score_at(crossing), 1.0)])
+    assert logit(score_at(1.0)) == pytest.approx(-0.9)
+    chosen, table = script.calibrate_prior(cases, scored, grid=(0.0, 0.5, 1.0, 2.0, 3.0))
+    assert [row["false_alarms"]["hidden"] for row in table] == [0, 0, 2, 3, 3]
+    assert chosen == 1.0  # 2.0 adds 3 of 200 hidden alarms, more than 1%
+    assert table[1]["attack_recall"] == 1.0 and table[0]["attack_recall"] == 0.0
+    # a single photo flagged stops the prior below it, even within the budget of text images
+    scored[-1] = [(score_at(0.5), 1.0)]
+    chosen, _ = script.calibrate_prior(cases, scored, grid=(0.0, 0.5, 1.0, 2.0, 3.0))
+    assert chosen == 0.0

@@ -228,12 +228,14 @@ def default_classifier() -> InjectionClassifier:
 
 def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: float = 1e-5,
         l2_dense: float | None = None, technique_weight: float = 0.5, max_iter: int = 300,
-        hash_dim: int = HASH_DIM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hash_dim: int = HASH_DIM, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full-batch L-BFGS on the class-balanced logistic loss; returns (w_dense, w_hash, bias).
 
     loss = mean_i c_i * BCE(z_i0, y_i) + technique_weight * mean_i,k BCE(z_ik, t_ik)   (t_ik NaN: skipped)
            + l2_dense * |W_dense|^2 + l2 * |W_hash|^2
-    with c_i = N / (2 N_class(y_i)), so both classes weigh the same whatever their counts. The
+    with c_i = w_i W / (2 W_class(y_i)) for example weights w_i (`weights`, default 1, scaled to
+    mean 1; W sums them over all examples, W_class over the example's class), so both classes
+    weigh the same whatever their counts. The
     sentence-embedding block has its own penalty (`l2_dense`, default `l2`): its 384 dense
     dimensions separate training templates easily and generalise less than the n-grams.
     Deterministic: float64, full batch, no sampling.
@@ -257,7 +259,12 @@ def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: floa
     positives = labels.sum()
     if positives == 0 or positives == n:
         raise InvalidInputError("fit needs both injections (label 1) and benign texts (label 0)")
-    c = torch.from_numpy(np.where(labels > 0, n / (2 * positives), n / (2 * (n - positives))))
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (n,) or not np.all(w > 0):
+        raise InvalidInputError(f"fit needs {n} positive example weights, got shape {w.shape}")
+    w = w / w.mean()  # only relative weights matter: the penalties keep their strength
+    w_pos, w_all = w[labels > 0].sum(), w.sum()
+    c = torch.from_numpy(w * np.where(labels > 0, w_all / (2 * w_pos), w_all / (2 * (w_all - w_pos))))
     head_weight = torch.tensor([1.0] + [technique_weight] * len(LABELS), dtype=torch.float64)
     w_dense = torch.zeros(dense.shape[1], len(HEADS), dtype=torch.float64, requires_grad=True)
     w_hash = torch.zeros(hash_dim, len(HEADS), dtype=torch.float64, requires_grad=True)
