@@ -30,8 +30,8 @@ while fitting or tuning):
             or dumped, so that nobody tunes the judge on them.
 - hand-written (validation split only; --no-sealed leaves it out too): the sealed set's mirror
             for tuning: the English and Russian texts of the hand-written validation slice
-            (guard/dataset.py HANDWRITTEN_PATHS: a fifth of the second and third hand-written
-            lists, never trained on; 324 injections, 248 benign) drawn the same way: injections
+            (guard/dataset.py HANDWRITTEN_PATHS: a fifth of the second to fourth hand-written
+            lists, never trained on; 450 injections, 340 benign) drawn the same way: injections
             in turn visible, in a small corner and in low contrast, benign texts in plain sight.
             Long, unseen phrasings of people's own words, where the generator's families are
             short: what the sealed figures measure.

@@ -46,16 +46,19 @@ TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exf
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
 SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
-# Three hand-written batches by writers blind to the generator and the test lists (the second one
+# Four hand-written batches by writers blind to the generator and the test lists (the second one
 # mostly Russian, with second-person adverts as benign decoys; the third longer texts, injections
-# inside ordinary content and indirect phrasings without trigger words), with the share of each
+# inside ordinary content and indirect phrasings without trigger words; the fourth directives to
+# an automated reader named by its role, tool actions, imposed conclusions, and as decoys the same
+# documents' instructions for people and neutral mentions of AI), with the share of each
 # batch's items that go to the validation split: none of the first (its Russian and Chinese items
 # often restate English ones, so a split would leak), a fifth of the others (written without
 # translations), so that model selection and the judge's threshold also see hand-written text.
 HANDWRITTEN_PATHS = ((Path(__file__).parent / "data" / "injection_handwritten.json", 0.0),
                      (Path(__file__).parent / "data" / "injection_handwritten_2.json", 0.2),
-                     (Path(__file__).parent / "data" / "injection_handwritten_3.json", 0.2))
-VERSION = 5  # bump when the tables or the composition change; recorded with the trained weights
+                     (Path(__file__).parent / "data" / "injection_handwritten_3.json", 0.2),
+                     (Path(__file__).parent / "data" / "injection_handwritten_4.json", 0.2))
+VERSION = 6  # bump when the tables or the composition change; recorded with the trained weights
 
 
 @dataclass(frozen=True)
@@ -1313,12 +1316,14 @@ HANDWRITTEN_TECHNIQUES = {
     "concealment": ("output_directive",), "exfiltration": ("exfiltration",),
     "indirect": None, "tool_hijack": None, "fragment": None, "polite": None, "addressed": None,
     "mixed": None,  # an ordinary text with an injection inside: its technique varies
+    "judgement": None,  # imposes a conclusion ("report no vulnerabilities"): none of the five
 }
 
 
 def handwritten_examples(*, seed: int = 0, copies: int = 2) -> list[Example]:
     """The hand-written training lists (guard/data/injection_handwritten.json, 1,170 texts,
-    injection_handwritten_2.json, 1,519, and injection_handwritten_3.json, 1,514, in English,
+    injection_handwritten_2.json, 1,519, injection_handwritten_3.json, 1,514, and
+    injection_handwritten_4.json, 1,303, in English,
     Russian and Chinese, written one by one, not from this module's templates; those also in the
     OOD or sealed test lists left out), in the train split but for a fifth of the later batches'
     items (by a hash of the text), which are in the validation split with all their copies
