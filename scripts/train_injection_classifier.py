@@ -7,12 +7,14 @@
    (MiniLM sentence embeddings of `load_embedder("lite")` + hashed character n-grams), cached by
    the data set's digest in $POLYMODAL_CACHE or ~/.cache/polymodal.
 2. Fit the logistic regression (`classifier.fit`) on the train split for each L2 strength of a
-   small grid; keep the one with the best validation recall at <= --max-fpr false positives.
+   small grid, hand-written examples weighted --handwritten-weight (4) against generated ones;
+   keep the one with the best validation recall at <= --max-fpr false positives.
 3. On the validation split: fit the judge's 2-feature logistic (logit of the model score, rule
    score), then the thresholds (judge, and classifier alone for the report) that keep benign
    false positives <= --max-fpr.
 4. Save guard/data/injection_classifier.safetensors + .json (weights, judge parameters, data
-   digest, validation figures).
+   digest, validation figures); with --image-dump, also the scanner's hidden-text prior,
+   calibrated on validation images within --prior-budget (`calibrate_prior`).
 5. Report recall and false-positive rate per language and technique for rules alone, the
    classifier alone and the judge, on the test split (templates never seen in training) and on
    the hand-written out-of-distribution list, clean and with OCR-like noise, and on the sealed
@@ -136,12 +138,13 @@ def fit_combiner(model_p: np.ndarray, rule_s: np.ndarray, y: np.ndarray, *, l2: 
 # ---------------------------------------------------------------------------------------------
 # Training
 
-def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tuple[C.InjectionClassifier, dict]:
+def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID,
+          handwritten_weight: float = HANDWRITTEN_WEIGHT) -> tuple[C.InjectionClassifier, dict]:
     split = np.array([e.split for e in examples])
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
     y, t = targets(examples)
     ftr, fva = feats.subset(tr), feats.subset(va)
-    weights = np.where([examples[i].family.startswith("hw.") for i in tr], HANDWRITTEN_WEIGHT, 1.0)
+    weights = np.where([examples[i].family.startswith("hw.") for i in tr], handwritten_weight, 1.0)
     best = None
     for l2, l2_dense in l2_grid:
         t0 = time.time()
@@ -159,7 +162,7 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID) -> tu
     params["z_threshold"] = threshold_at_fpr(z_val[y[va] == 0], max_fpr)
     model_threshold = threshold_at_fpr(p_val[y[va] == 0], max_fpr)
     judged = z_val >= params["z_threshold"]
-    info = {"l2": l2[0], "l2_dense": l2[1], "handwritten_weight": HANDWRITTEN_WEIGHT, "max_fpr": max_fpr, "validation": {
+    info = {"l2": l2[0], "l2_dense": l2[1], "handwritten_weight": handwritten_weight, "max_fpr": max_fpr, "validation": {
         "model_recall": recall, "judge_recall": float(judged[y[va] == 1].mean()),
         "judge_fpr": float(judged[y[va] == 0].mean()), "n": int(len(va))}}
     model.config.update({"judge": params, "model_threshold": model_threshold, "training": info})
@@ -285,11 +288,11 @@ def caption_examples():
     return out
 
 
-def attach_prior(model, image_dump: Path) -> None:
+def attach_prior(model, image_dump: Path, budget: float = PRIOR_ALARM_BUDGET) -> None:
     """Calibrate the scanner's hidden-text prior on the validation images of `image_dump` and
     store it (with its table) in the model's config, under "scan"."""
     cases, scored = image_scores(model, image_dump)
-    log_odds, table = calibrate_prior(cases, scored)
+    log_odds, table = calibrate_prior(cases, scored, budget=budget)
     model.config["scan"] = {"hidden_log_odds": log_odds, "calibration": table,
                             "image_set": f"validation images ({len(cases)}) of {image_dump.name}"}
 
@@ -314,7 +317,16 @@ def main(argv=None) -> int:
     ap.add_argument("--image-dump", type=Path, help="calibrate the scanner's hidden-text prior on validation images: "
                     "the --dump of `benchmarks/guard_detection.py --split validation`")
     ap.add_argument("--report", type=Path, help="also write the evaluation as JSON here")
+    ap.add_argument("--handwritten-weight", type=float, default=HANDWRITTEN_WEIGHT,
+                    help="weight of a hand-written example against a generated one in the loss (> 0)")
+    ap.add_argument("--prior-budget", type=float, default=PRIOR_ALARM_BUDGET,
+                    help="share of each benign group's validation images the hidden-text prior may add "
+                    "false alarms on (0: none; photos never)")
     args = ap.parse_args(argv)
+    if not args.handwritten_weight > 0:
+        ap.error(f"--handwritten-weight must be above 0, got {args.handwritten_weight}")
+    if not 0 <= args.prior_budget < 1:
+        ap.error(f"--prior-budget is a share of images, from 0 up to 1; got {args.prior_budget}")
 
     examples = build_dataset(seed=args.seed, per_family=args.per_family, benign_per_family=args.benign_per_family)
     if not args.no_handwritten:
@@ -328,7 +340,7 @@ def main(argv=None) -> int:
         if args.calibrate:  # only the scanner's prior, on the shipped (or --out) weights
             if not args.image_dump:
                 ap.error("--calibrate needs --image-dump")
-            attach_prior(model, args.image_dump)
+            attach_prior(model, args.image_dump, args.prior_budget)
             model.save(args.out)
             log(f"hidden-text prior {model.config['scan']['hidden_log_odds']} log-odds saved in "
                 f"{args.out.with_suffix('.json')}")
@@ -339,10 +351,10 @@ def main(argv=None) -> int:
         grid = [(a, b) for a in args.l2 or [L2_GRID[0][0]] for b in args.l2_dense or [L2_GRID[0][1]]]
         if not args.l2 and not args.l2_dense:
             grid = list(L2_GRID)
-        model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid)
+        model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid, handwritten_weight=args.handwritten_weight)
         model.config.update({"dataset": digest, "seed": args.seed, "latin_copies": len(latin)})
         if args.image_dump:
-            attach_prior(model, args.image_dump)
+            attach_prior(model, args.image_dump, args.prior_budget)
         model.save(args.out)
         log(f"saved {args.out} ({args.out.stat().st_size // 1024} KB): {json.dumps(info)}")
     if args.skip_eval:
