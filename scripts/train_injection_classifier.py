@@ -194,11 +194,11 @@ BENIGN_GROUPS = ("ordinary", "hard", "hidden", "hand-written-benign", "photo")
 
 def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
                     budget: float = PRIOR_ALARM_BUDGET) -> tuple[float, list]:
-    """The largest hidden-text log-odds of `grid` whose added false alarms on the validation
-    images without an injection, beyond those the judge makes without a prior, stay within
-    `budget` of each benign group's images (ordinary, hard and hidden benign text, the
-    hand-written slice's benign text) and are none on photos; with the recall and false alarms
-    of each candidate."""
+    """The hidden-text log-odds: the last value of the ascending `grid` before the first whose
+    added false alarms on the validation images without an injection (beyond those the judge
+    makes without a prior) exceed `budget` of a benign group's images (ordinary, hard and
+    hidden benign text, the hand-written slice's benign text) or flag any photo; with the
+    recall and false alarms of each candidate."""
     from polymodal.guard.scan import with_prior
 
     sizes = {g: sum(c["group"] == g for c in cases) for g in BENIGN_GROUPS}

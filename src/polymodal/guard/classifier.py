@@ -261,7 +261,8 @@ def fit(feats: Features, labels: np.ndarray, techniques: np.ndarray, *, l2: floa
         raise InvalidInputError("fit needs both injections (label 1) and benign texts (label 0)")
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (n,) or not np.all(w > 0):
-        raise InvalidInputError(f"fit needs {n} positive example weights, got shape {w.shape}")
+        raise InvalidInputError(f"fit needs {n} positive example weights (one per example, each > 0), got "
+                                f"shape {w.shape}" + (f", smallest {w.min():g}" if w.size else ""))
     w = w / w.mean()  # only relative weights matter: the penalties keep their strength
     w_pos, w_all = w[labels > 0].sum(), w.sum()
     c = torch.from_numpy(w * np.where(labels > 0, w_all / (2 * w_pos), w_all / (2 * (w_all - w_pos))))
