@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from polymodal.errors import CheckpointError, InvalidInputError
+from polymodal.guard.ocrfix import repair_ocr
 from polymodal.guard.rules import LABELS, normalize
 
 __all__ = ["DATA_DIR", "HASH_DIM", "NGRAMS", "ClassifierOutput", "InjectionClassifier", "check_texts",
@@ -128,7 +129,9 @@ def hashed_features(texts: list[str], *, dim: int = HASH_DIM, ngrams=NGRAMS) -> 
 
 
 def featurize(texts: list[str], *, embedder=None, dim: int = HASH_DIM, ngrams=NGRAMS) -> Features:
-    """Both feature blocks of `texts` (already checked)."""
+    """Both feature blocks of `texts` (already checked), read as OCR meant them
+    (`ocrfix.repair_ocr`: "Al" for "AI" and glued words undone) in training and judging alike."""
+    texts = [repair_ocr(t) for t in texts]
     return Features(dense_features(texts, embedder=embedder), *hashed_features(texts, dim=dim, ngrams=ngrams))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from polymodal.errors import InvalidInputError
 from polymodal.guard.classifier import InjectionClassifier, check_texts, default_classifier
+from polymodal.guard.ocrfix import repair_ocr
 from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, Match, scan_text
 
 __all__ = ["WINDOW_CHARS", "Judgement", "combine", "judge_text", "judge_texts", "too_short_to_instruct", "windows"]
@@ -42,8 +43,9 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 def too_short_to_instruct(text: str) -> bool:
     """One word, or fewer than four Chinese/Japanese characters: no instruction to a model fits
     in it, and the classifier's vote on such text is noise (single OCR words such as "distance",
-    "band", or a blob "sthaden" from a photo scored 0.6-0.93). The rules still judge it."""
-    return len(_WORD.findall(text)) < 2 and len(_CJK.findall(text)) < 4
+    "band", or a blob "sthaden" from a photo scored 0.6-0.93). The rules still judge it. Words
+    OCR glued together count one by one ("assistantmustnotreveal": `ocrfix.repair_ocr`)."""
+    return len(_WORD.findall(repair_ocr(text))) < 2 and len(_CJK.findall(text)) < 4
 
 
 @dataclass

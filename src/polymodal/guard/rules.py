@@ -24,6 +24,8 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
+from polymodal.guard.ocrfix import AI_AS_AL
+
 __all__ = ["DEFAULT_THRESHOLD", "LABELS", "RULES", "Match", "Rule", "RuleResult", "normalize",
            "normalize_with_offsets", "scan_text"]
 
@@ -155,7 +157,7 @@ def _collapse(m: re.Match) -> list[tuple[str, int]]:
 
 # OCR's commonest Latin confusion: a capital I and a lower-case l look alike in most fonts. An "I"
 # right after a lower-case letter is an "l" ("RepIy", "onIy", "wiII"); an "l" between capitals is
-# an "I" ("INSTRUCTlONS"). One character for one, so offsets are kept.
+# an "I" ("INSTRUCTlONS"); a word "Al" is "AI". One character for one, so offsets are kept.
 _I_FOR_L = re.compile(r"(?<=[a-z])I+")
 _L_FOR_I = re.compile(r"(?<=[A-Z])l+(?=[A-Z])")
 
@@ -168,6 +170,7 @@ def normalize_with_offsets(text: str, *, ocr_letters: bool = False) -> tuple[str
     if ocr_letters:
         chars = _apply(chars, _I_FOR_L, lambda m: [("l", k) for k in range(len(m.group()))])
         chars = _apply(chars, _L_FOR_I, lambda m: [("I", k) for k in range(len(m.group()))])
+        chars = _apply(chars, AI_AS_AL, lambda m: [("A", 0), ("I", 1)])
     chars = _lower(chars)
     chars = _apply(chars, _MIXED_TOKEN, _leet)
     chars = _apply(chars, _HYPHEN_BREAK, lambda m: [])
