@@ -135,7 +135,9 @@ def split_texts(split: str, label: int, kind: str | None = None, languages=("en"
 
 
 def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed: int, *,
-                sealed: bool = True) -> list[Case]:
+                sealed: bool = True, hidden: int | None = None) -> list[Case]:
+    """The split's images (see the module docstring); `hidden` benign images with hidden text
+    (default: half of `benign`)."""
     from polymodal.guard.attacks import TECHNIQUES, make_canary
 
     rng = np.random.default_rng([seed, 0 if split == "test" else 1])
@@ -158,7 +160,7 @@ def build_cases(split: str, per_technique: int, benign: int, n_photos: int, seed
     for group, pools in (("ordinary", (ordinary, [(c, "caption") for c in caps])), ("hard", (hard,)),
                          ("hidden", (ordinary, [(c, "caption") for c in caps]))):
         pools = [p for p in pools if p]
-        for i in range(benign if group != "hidden" else benign // 2):
+        for i in range(benign if group != "hidden" else (benign // 2 if hidden is None else hidden)):
             pool = pools[i % len(pools)]
             text, family = pool[rng.integers(len(pool))]
             technique = ("visible", "document")[i % 2] if group != "hidden" else HIDING[i % len(HIDING)]
@@ -346,6 +348,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-technique", type=int, default=20, help="attack images per technique and set (kit, held-out)")
     ap.add_argument("--benign", type=int, default=100, help="benign images with text, per set (hidden: half)")
     ap.add_argument("--photos", type=int, default=240, help="photos without text")
+    ap.add_argument("--hidden", type=int, help="benign images with hidden text (default: half of --benign); the "
+                    "hidden-text prior spends its false-alarm budget there, so calibrate on many")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ocr-cache", type=Path, help="directory caching the OCR output of each image")
     ap.add_argument("--dump", type=Path, help="write every case's findings and scores here (JSON lines)")
@@ -360,7 +364,8 @@ def main(argv=None) -> int:
     from embed_throughput import machine
 
     start = time.perf_counter()
-    cases = build_cases(args.split, args.per_technique, args.benign, args.photos, args.seed, sealed=not args.no_sealed)
+    cases = build_cases(args.split, args.per_technique, args.benign, args.photos, args.seed, sealed=not args.no_sealed,
+                        hidden=args.hidden)
     print(f"machine: {machine()}")
     print(f"split {args.split}: {len(cases)} images")
     found, seconds = find_texts(cases, args.ocr_cache, cached_only=args.cached_only)

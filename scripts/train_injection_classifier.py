@@ -18,7 +18,8 @@
 5. Report recall and false-positive rate per language and technique for rules alone, the
    classifier alone and the judge, on the test split (templates never seen in training) and on
    the hand-written out-of-distribution list, clean and with OCR-like noise, and on the sealed
-   list (guard/data/injection_sealed.json, written blind to all of this); plus the false-
+   list (guard/data/injection_sealed.json, written blind to all of this) and the short-texts
+   list (guard/data/injection_short.json, measured only); plus the false-
    positive rate on real captions (coco-mini and flickr8k-subset, English) when ../shared/data is
    there. Evaluation runs the real `judge_texts` path.
 """
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from polymodal.guard import classifier as C  # noqa: E402
 from polymodal.guard.dataset import (LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, latin_ocr_copies,  # noqa: E402
-                                     handwritten_examples, ood_examples, sealed_examples)
+                                     handwritten_examples, ood_examples, sealed_examples, short_examples)
 from polymodal.guard.judge import _logit, judge_texts  # noqa: E402
 from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: E402
 
@@ -192,7 +193,11 @@ PRIOR_ALARM_BUDGET = 0.01
 BENIGN_GROUPS = ("ordinary", "hard", "hidden", "hand-written-benign", "photo")
 
 
-def calibrate_prior(cases, scored, *, grid=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
+# Quarter steps: at half steps one image decided between +0.5 and +1.0 (data v7).
+PRIOR_GRID = tuple(k / 4 for k in range(13)) + (3.5, 4.0)
+
+
+def calibrate_prior(cases, scored, *, grid=PRIOR_GRID,
                     budget: float = PRIOR_ALARM_BUDGET) -> tuple[float, list]:
     """The hidden-text log-odds: the last value of the ascending `grid` before the first whose
     added false alarms on the validation images without an injection (beyond those the judge
@@ -372,6 +377,7 @@ def main(argv=None) -> int:
     for noise in ("clean", "light"):
         reports.append(evaluate(sealed_examples(noise=noise, seed=args.seed), model,
                                 f"sealed list (written blind to rules and generator), noise={noise}"))
+    reports.append(evaluate(short_examples(), model, "short-texts list (written blind to the texts; never trained on)"))
     captions = caption_examples()
     if captions:
         reports.append(evaluate(captions, model, "real captions (coco-mini + flickr8k-subset), benign"))

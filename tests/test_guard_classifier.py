@@ -16,7 +16,7 @@ import pytest
 from polymodal.errors import InvalidInputError
 from polymodal.guard import classifier as C
 from polymodal.guard.dataset import (LANGUAGES, ORDINARY, SPLITS, TECHNIQUES, build_dataset, cyrillic_as_latin,
-                                     HANDWRITTEN_PATHS, handwritten_examples, sealed_examples,
+                                     HANDWRITTEN_PATHS, handwritten_examples, sealed_examples, short_examples,
                                      dataset_digest, fragments, ocr_noise, ood_examples, wrap)
 from polymodal.guard.rules import LABELS
 
@@ -65,10 +65,25 @@ def test_handwritten_lists_train_and_validate_and_stay_apart_from_the_test_lists
     assert all(e.techniques is None or set(e.techniques) <= set(LABELS) for e in hand if e.label)
     assert any(e.techniques is None for e in hand) and any(e.techniques for e in hand if e.label)
     assert all(e.techniques == () for e in hand if not e.label)
-    held_out = {e.text for e in ood_examples()} | {e.text for e in sealed_examples()}
+    held_out = {e.text for e in ood_examples()} | {e.text for e in sealed_examples()} | {e.text for e in short_examples()}
     test_texts = {e.text for e in dataset if e.split == "test"}
     assert not {e.text for e in hand} & (held_out | test_texts)
     assert [e.text for e in handwritten_examples()] == [e.text for e in hand]  # deterministic
+
+
+def test_short_texts_list_is_held_out_and_short():
+    """The short-texts list measures only: none of its texts is trained on (case- and space-blind),
+    and it is what its name says, mostly under 80 characters, in all three languages."""
+    short = short_examples()
+    key = lambda text: " ".join(text.casefold().split())  # noqa: E731
+    trained = {key(e.text) for e in handwritten_examples(copies=0)} | {key(e.text) for e in build_dataset()
+                                                                          if e.split != "test"}
+    assert not {key(e.text) for e in short} & trained
+    counts = Counter((e.language, e.label) for e in short)
+    assert all(counts[(lang, label)] >= 90 for lang in LANGUAGES for label in (0, 1)), counts
+    assert np.median([len(e.text) for e in short]) < 80
+    assert {e.kind for e in short if not e.label} == {"hard", "ordinary"}
+    assert short_examples(noise="light", seed=1)[0].noise == "light"
 
 
 def test_unknown_techniques_leave_the_technique_heads_untrained():

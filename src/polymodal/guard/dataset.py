@@ -39,13 +39,15 @@ from pathlib import Path
 from polymodal.errors import InvalidInputError
 
 __all__ = ["BENIGN", "INJECTIONS", "LANGUAGES", "ORDINARY", "SPLITS", "TECHNIQUES", "Example", "build_dataset",
-           "cyrillic_as_latin", "dataset_digest", "fragments", "latin_ocr_copies", "ocr_noise", "ood_examples", "split_of", "wrap"]
+           "cyrillic_as_latin", "dataset_digest", "fragments", "latin_ocr_copies", "ocr_noise", "ood_examples",
+           "sealed_examples", "short_examples", "split_of", "wrap"]
 
 LANGUAGES = ("en", "ru", "zh")
 TECHNIQUES = ("override", "role_play", "system_prompt", "output_directive", "exfiltration")
 SPLITS = ("train", "validation", "test")
 OOD_PATH = Path(__file__).parent / "data" / "injection_ood.json"
 SEALED_PATH = Path(__file__).parent / "data" / "injection_sealed.json"
+SHORT_PATH = Path(__file__).parent / "data" / "injection_short.json"
 # Four hand-written batches by writers blind to the generator and the test lists (the second one
 # mostly Russian, with second-person adverts as benign decoys; the third longer texts, injections
 # inside ordinary content and indirect phrasings without trigger words; the fourth directives to
@@ -1374,6 +1376,17 @@ def sealed_examples(*, noise: str = "clean", seed: int = 0) -> list[Example]:
     never fit, tune or design rules on it. `kind` says its category (benign: "hard" or where the
     text was seen: sign, menu, ...)."""
     return _listed_examples(SEALED_PATH, "sealed", noise=noise, seed=seed)
+
+
+def short_examples(*, noise: str = "clean", seed: int = 0) -> list[Example]:
+    """The short-texts list (guard/data/injection_short.json): 1,523 texts (856 injections, 667
+    benign, 274 of them hard decoys; English, Russian, Chinese), mostly under 80 characters as
+    small print and stickers carry them, written by a helper blind to the code and every list
+    but told the categories of the validation split's misses (plain tool actions, imposed
+    conclusions, injected lines in real documents). Trained on, it did not help the judge on the
+    validation images (docs/guard/injection-dataset.md), so it measures only: a second held-out
+    list, harder than the sealed one."""
+    return _listed_examples(SHORT_PATH, "short", noise=noise, seed=seed)
 
 
 def _listed_examples(path: Path, name: str, *, noise: str, seed: int) -> list[Example]:
