@@ -193,7 +193,7 @@ PRIOR_ALARM_BUDGET = 0.01
 BENIGN_GROUPS = ("ordinary", "hard", "hidden", "hand-written-benign", "photo")
 
 
-# Quarter steps: at half steps one image decided between +0.5 and +1.0 (data v7).
+# Quarter steps: with half steps one image could decide between +0.5 and +1.0 (2026-12-05).
 PRIOR_GRID = tuple(k / 4 for k in range(13)) + (3.5, 4.0)
 
 
