@@ -72,7 +72,8 @@ def cached_features(examples, *, use_cache: bool = True) -> C.Features:
     """Features of `examples`; the sentence embeddings are cached per text (blake2b key) in
     $POLYMODAL_CACHE or ~/.cache/polymodal, so editing the data set re-embeds only new texts."""
     texts = [e.text for e in examples]
-    cache = Path(os.environ.get("POLYMODAL_CACHE") or Path.home() / ".cache" / "polymodal") / "guard-minilm-v1.npz"
+    # v2: texts are repaired (guard/ocrfix.py) before they are embedded
+    cache = Path(os.environ.get("POLYMODAL_CACHE") or Path.home() / ".cache" / "polymodal") / "guard-minilm-v2.npz"
     keys = np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
                      for t in texts], np.int64)
     known: dict[int, np.ndarray] = {}

@@ -111,16 +111,19 @@ def text_embedder():
 
 
 def dense_features(texts: list[str], *, embedder=None, batch_size: int = 64) -> np.ndarray:
-    """(N, 384) sentence embeddings of the normalised `texts` (already checked)."""
+    """(N, 384) sentence embeddings of the normalised `texts` (already checked), read as OCR meant
+    them (`ocrfix.repair_ocr`: "Al" for "AI" and glued words undone), in training and judging alike."""
+    texts = [repair_ocr(t) for t in texts]
     normalised = [normalize(t) or t for t in texts]  # normalize("\u200b") == "": keep the raw text then
     return np.asarray((embedder or text_embedder()).encode_texts(normalised, batch_size=batch_size), np.float32)
 
 
 def hashed_features(texts: list[str], *, dim: int = HASH_DIM, ngrams=NGRAMS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, vals) triplets of the hashed n-gram block of `texts`."""
+    """(rows, cols, vals) triplets of the hashed n-gram block of `texts`, repaired like
+    `dense_features` reads them (the n-grams ignore spaces, so only "Al" -> "AI" matters here)."""
     rows, cols, vals = [], [], []
     for i, text in enumerate(texts):
-        idx, v = hashed_ngrams(text, dim, ngrams)
+        idx, v = hashed_ngrams(repair_ocr(text), dim, ngrams)
         rows.append(np.full(len(idx), i, np.int64))
         cols.append(idx)
         vals.append(v)
@@ -129,9 +132,7 @@ def hashed_features(texts: list[str], *, dim: int = HASH_DIM, ngrams=NGRAMS) -> 
 
 
 def featurize(texts: list[str], *, embedder=None, dim: int = HASH_DIM, ngrams=NGRAMS) -> Features:
-    """Both feature blocks of `texts` (already checked), read as OCR meant them
-    (`ocrfix.repair_ocr`: "Al" for "AI" and glued words undone) in training and judging alike."""
-    texts = [repair_ocr(t) for t in texts]
+    """Both feature blocks of `texts` (already checked)."""
     return Features(dense_features(texts, embedder=embedder), *hashed_features(texts, dim=dim, ngrams=ngrams))
 
 
