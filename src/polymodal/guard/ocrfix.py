@@ -11,7 +11,9 @@
   the words of MiniLM's own vocabulary by the most probable segmentation under Zipf's law
   (a word's probability falls with its frequency rank; the vocabulary lists whole words roughly
   by frequency after its first ~2,000 entries), the method of Norvig's and wordninja's
-  segmenters, and kept as it is unless every piece is a known word.
+  segmenters. Pieces outside the vocabulary are allowed at a price (a misread "lgnore", a code),
+  and the split is kept only when KNOWN_SHARE of the run's letters lie in known words of three
+  letters or more; runs of GLUED_MIN letters or more are checked.
 
 The hashed n-gram block ignores whitespace already, so only the sentence embedding sees the
 split; the rule layer matches across glued words by itself (rules._rx) and undoes the I/l
