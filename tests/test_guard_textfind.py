@@ -190,13 +190,21 @@ def _found(findings, canary: str, case) -> list:
     return [f for f in findings if canary_read(f.text, canary) and overlaps(f.box, case.box)]
 
 
+def _without_margins(monkeypatch) -> None:
+    """The auto passes without the margin pass: it also finds the footer lines of these tests,
+    which test the mechanisms that serve lines anywhere in the image."""
+    monkeypatch.setattr(textfind, "AUTO_PASSES", tuple(p for p in textfind.AUTO_PASSES if p != "margins"))
+
+
 def test_tiny_corner_line_the_detector_is_unsure_of_is_found(monkeypatch):
     """Tiny grey type in the corner of a dark photo: at the plain view's scale the detector's
     boxes on it score 0.45-0.49, under its 0.5 threshold, so nothing was found. Kept as weak
     evidence, one of them reads as text and earns a strip, and the strip finds the line. (The
     line runs 3 px above the bottom edge, where EDGE_FRAME now lets the plain view find it: the
-    frame is left out here to test the weak boxes, which also serve lines away from the edge.)"""
+    frame and the margin pass are left out here to test the weak boxes, which also serve lines
+    away from the edges.)"""
     monkeypatch.setattr(textfind, "EDGE_FRAME", 0)
+    _without_margins(monkeypatch)
     rgb, case = _benchmark_case("small_corner", "VF-4488-LG", 1006, "000000070133")
     hits = _found(find_text(rgb), "VF-4488-LG", case)
     assert hits and hits[0].source.startswith("ocr:strip"), [(f.text, f.source) for f in find_text(rgb)]
@@ -215,6 +223,7 @@ def test_thin_line_cut_short_by_the_detector_is_read_to_its_end(monkeypatch, tec
     """The detector drops the ends of tiny and faint lines where the background turns busy or
     bright, so the canary was read in part; a thin line is also read lengthened by EXTEND line
     heights at each end, and that reading holds the whole canary."""
+    _without_margins(monkeypatch)
     rgb, case = _benchmark_case(technique, canary, seed, photo)
     hits = _found(find_text(rgb), canary, case)
     assert hits, [f.text for f in find_text(rgb)]
@@ -233,7 +242,21 @@ def test_small_type_along_the_bottom_edge_is_found(monkeypatch):
     hits = [f for f in find_text(attacked) if canary_in(f.text) and overlaps(f.box, case.box)]
     assert hits and max(f.box[3] for f in hits) <= attacked.height, [(f.text, f.box) for f in find_text(attacked)]
     monkeypatch.setattr(textfind, "EDGE_FRAME", 0)
+    _without_margins(monkeypatch)
     assert not [f for f in find_text(attacked) if canary_in(f.text)]
+
+
+def test_fine_print_in_the_footer_is_found_by_the_margin_pass(monkeypatch):
+    """11-px type (1.8% of the height) 3 px above the bottom edge of an 800 x 600 photo: at the
+    plain view's scale the detector finds only the line's last glyphs, as a weak box (0.32) too
+    short to earn a strip, so nothing is read. The margin pass detects the bottom tenth of the
+    image again, enlarged 1.6 times more, and finds the line where it was drawn."""
+    rgb, case = _benchmark_case("small_corner", "HF-7339-VP", 1010, "000000084533")
+    hits = _found(find_text(rgb), "HF-7339-VP", case)
+    assert hits and hits[0].source == "ocr:margin", [(f.text, f.source) for f in find_text(rgb)]
+    assert all(case.box[1] - 4 <= f.box[1] and f.box[3] <= rgb.shape[0] for f in hits), ([f.box for f in hits], case.box)
+    _without_margins(monkeypatch)
+    assert not _found(find_text(rgb), "HF-7339-VP", case)
 
 
 def test_lengthened_reading_keeps_lines_that_end():

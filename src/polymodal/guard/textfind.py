@@ -102,8 +102,8 @@ from polymodal.guard.findings import TextFinding, warn_once
 __all__ = ["ALL_PASSES", "AUTO_PASSES", "find_text", "hiddenness", "looks_cyrillic_as_latin", "measure_ink"]
 
 
-ALL_PASSES = ("plain", "contrast", "rotations", "local", "channels", "inverted", "upscale")
-AUTO_PASSES = ("plain", "contrast", "rotations")
+ALL_PASSES = ("plain", "contrast", "margins", "rotations", "local", "channels", "inverted", "upscale")
+AUTO_PASSES = ("plain", "contrast", "margins", "rotations")
 
 PLAIN_SHORT = 768        # detector pixels on the short side for the plain view ...
 PLAIN_LONG = 1152        # ... capped on the long side (a panorama is not enlarged past this)
@@ -116,6 +116,9 @@ CONTRAST_LONG = 640      # the contrast view is detected at most this long (fain
 CLAHE_CLIP, CLAHE_GRID = 16.0, 16   # 16 x 16 tiles: a card or sign fills whole tiles
 LOCAL_SIGMA = 16.0       # local normalisation window (Gaussian sigma) at CONTRAST_LONG pixels
 STRIP_CLIP = 4.0
+MARGIN = 0.1             # the bottom band of this share of the image height is detected again ...
+MARGIN_ZOOM = 1.6        # ... enlarged this much more than the plain view ...
+MARGIN_PIXELS = 200_000  # ... within this many detector pixels
 MIN_CONFIDENCE = 0.6     # readings below this are dropped (junk on textures reads at 0.3-0.6)
 SHORT_CONFIDENCE = 0.85  # ... and readings of 3 letters or digits or fewer below this ("NO",
                          # "AA": what textures read as when they read as text at all)
@@ -192,6 +195,8 @@ def find_text(image, *, passes="auto", min_confidence: float = MIN_CONFIDENCE,
                          frame=EDGE_FRAME)
     if "contrast" in plan:
         scan.detect_view("contrast", _view_scale(*rgb.shape[:2]))
+    if "margins" in plan:
+        scan.detect_margin()
     if "local" in plan:
         scan.detect_view("local", _view_scale(*rgb.shape[:2]))
     if "channels" in plan and not _is_grey(rgb):
@@ -337,6 +342,25 @@ class _Scan:
                 self.weak.append(_Candidate(back_quad, name, score))
             det = replace(det, boxes=det.boxes[strong], scores=[det.scores[i] for i in strong])
         self._add(det, name, lambda q: (q - shift) * back)
+
+    def detect_margin(self) -> None:
+        """Detect the bottom MARGIN of the image again, enlarged MARGIN_ZOOM times more than
+        the plain view (within MARGIN_PIXELS), framed like it: fine print lives in the footer,
+        and 8-10 px type there reaches the plain view's detector only as broken weak boxes."""
+        cv2 = self.cv2
+        top = int(self.h * (1 - MARGIN))
+        band = self.rgb[top:]
+        scale = min(MARGIN_ZOOM * _plain_scale(self.h, self.w), math.sqrt(MARGIN_PIXELS / max(1, band.size // 3)))
+        if scale <= _plain_scale(self.h, self.w) * 1.1:
+            return
+        view = cv2.resize(band, (round(band.shape[1] * scale), round(band.shape[0] * scale)), interpolation=cv2.INTER_LINEAR)
+        edge = np.concatenate([view[:2].reshape(-1, 3), view[-2:].reshape(-1, 3)]).mean(axis=0)
+        view = cv2.copyMakeBorder(view, EDGE_FRAME, EDGE_FRAME, 0, 0, cv2.BORDER_CONSTANT, value=edge.tolist())
+        det = self.engine.detect(view, scale=1.0, box_thresh=BOX_THRESH)
+        back = np.array([band.shape[1] / view.shape[1], band.shape[0] / (view.shape[0] - 2 * EDGE_FRAME)], np.float32)
+        shift = np.array([0, EDGE_FRAME], np.float32)
+        offset = np.array([0, top], np.float32)
+        self._add(det, "margin", lambda q: (q - shift) * back + offset)
 
     def detect_tiles(self, name: str, factor: float, tile: int = 640) -> None:
         """Detect on overlapping tiles of the image enlarged `factor` times (plain view)."""
@@ -590,7 +614,7 @@ class _Scan:
 
 def _pixel_view(view: str) -> str:
     """The pixel transform of a view: geometric views (strips, turns, tiles) read plain pixels."""
-    return "plain" if view.startswith(("rotate:", "strip:", "upscale")) else view
+    return "plain" if view.startswith(("rotate:", "strip:", "upscale", "margin")) else view
 
 
 def _local_norm(cv2, grey: np.ndarray) -> np.ndarray:
