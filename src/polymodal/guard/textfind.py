@@ -337,9 +337,7 @@ class _Scan:
         cv2 = self.cv2
         small = self._resized(scale)
         view = self.view(name, small)
-        if frame:
-            edge = np.concatenate([view[:2].reshape(-1, 3), view[-2:].reshape(-1, 3)]).mean(axis=0)
-            view = cv2.copyMakeBorder(view, frame, frame, 0, 0, cv2.BORDER_CONSTANT, value=edge.tolist())
+        view = _framed(cv2, view, frame)
         det = self.engine.detect(view, scale=1.0, box_thresh=BOX_THRESH if weak is None else weak)
         back = np.array([self.w / small.shape[1], self.h / small.shape[0]], dtype=np.float32)
         shift = np.array([0, frame], dtype=np.float32)
@@ -355,7 +353,7 @@ class _Scan:
     def detect_margin(self) -> None:
         """Detect the bottom MARGIN of the image again, enlarged MARGIN_ZOOM times more than
         the plain view (within MARGIN_PIXELS), framed like it: fine print lives in the footer,
-        and 8-10 px type there reaches the plain view's detector only as broken weak boxes."""
+        and 8-11 px type there reaches the plain view's detector only as broken weak boxes."""
         cv2 = self.cv2
         top = int(self.h * (1 - MARGIN))
         band = self.rgb[top:]
@@ -363,8 +361,7 @@ class _Scan:
         if scale <= _plain_scale(self.h, self.w) * 1.1:
             return
         view = cv2.resize(band, (round(band.shape[1] * scale), round(band.shape[0] * scale)), interpolation=cv2.INTER_LINEAR)
-        edge = np.concatenate([view[:2].reshape(-1, 3), view[-2:].reshape(-1, 3)]).mean(axis=0)
-        view = cv2.copyMakeBorder(view, EDGE_FRAME, EDGE_FRAME, 0, 0, cv2.BORDER_CONSTANT, value=edge.tolist())
+        view = _framed(cv2, view, EDGE_FRAME)
         det = self.engine.detect(view, scale=1.0, box_thresh=BOX_THRESH)
         back = np.array([band.shape[1] / view.shape[1], band.shape[0] / (view.shape[0] - 2 * EDGE_FRAME)], np.float32)
         shift = np.array([0, EDGE_FRAME], np.float32)
@@ -619,6 +616,15 @@ class _Scan:
 
 # ----------------------------------------------------------------------------------------------
 # Geometry and small helpers
+
+
+def _framed(cv2, view: np.ndarray, frame: int) -> np.ndarray:
+    """`view` (H, W, 3) with `frame` rows of the mean colour of its top and bottom two rows added
+    above and below (EDGE_FRAME says why); unchanged when `frame` is 0."""
+    if not frame:
+        return view
+    edge = np.concatenate([view[:2].reshape(-1, 3), view[-2:].reshape(-1, 3)]).mean(axis=0)
+    return cv2.copyMakeBorder(view, frame, frame, 0, 0, cv2.BORDER_CONSTANT, value=edge.tolist())
 
 
 def _pixel_view(view: str) -> str:
