@@ -43,7 +43,8 @@ sys.path.insert(0, str(REPO / "src"))
 from polymodal.guard import classifier as C  # noqa: E402
 from polymodal.guard.dataset import (LANGUAGES, TECHNIQUES, build_dataset, dataset_digest, latin_ocr_copies,  # noqa: E402
                                      handwritten_examples, ood_examples, sealed_examples, short_examples)
-from polymodal.guard.judge import _logit, judge_texts  # noqa: E402
+from polymodal.guard.judge import _logit, judge_texts, model_part  # noqa: E402
+from polymodal.guard.tuned import TunedScorer, train_tuned, tuned_path  # noqa: E402
 from polymodal.guard.rules import DEFAULT_THRESHOLD, LABELS, scan_text  # noqa: E402
 
 # (l2 of the n-gram block, l2 of the MiniLM block). Measured on validation (recall at 2% FPR, data
@@ -119,13 +120,15 @@ def recall_at_fpr(scores: np.ndarray, y: np.ndarray, max_fpr: float) -> float:
     return float((scores[y == 1] >= t).mean())
 
 
-def fit_combiner(model_p: np.ndarray, rule_s: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, steps: int = 50) -> dict:
-    """Class-balanced logistic regression on (logit(model_p), rule_s) by Newton's method
-    (3 parameters; deterministic). Returns {a, b, c}."""
-    x = np.stack([_logit(model_p), rule_s, np.ones_like(rule_s)], 1)        # (N, 3)
+def fit_combiner(model_p: np.ndarray, rule_s: np.ndarray, y: np.ndarray, *, tuned_logit: np.ndarray | None = None,
+                 l2: float = 1e-3, steps: int = 50) -> dict:
+    """Class-balanced logistic regression on (logit(model_p), rule_s[, tuned_logit]) by Newton's
+    method (3 or 4 parameters; deterministic). Returns {a, b, c[, d]}."""
+    columns = [_logit(model_p), rule_s] + ([] if tuned_logit is None else [np.asarray(tuned_logit, np.float64)])
+    x = np.stack(columns + [np.ones_like(rule_s)], 1)                      # (N, 3 or 4)
     w_class = np.where(y > 0, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
-    theta = np.zeros(3)
-    reg = np.array([l2, l2, 0.0]) * len(y)
+    theta = np.zeros(x.shape[1])
+    reg = np.array([l2] * (x.shape[1] - 1) + [0.0]) * len(y)
     for _ in range(steps):
         p = 1 / (1 + np.exp(-(x @ theta)))
         grad = x.T @ (w_class * (p - y)) + reg * theta
@@ -134,14 +137,19 @@ def fit_combiner(model_p: np.ndarray, rule_s: np.ndarray, y: np.ndarray, *, l2: 
         theta -= step
         if np.abs(step).max() < 1e-10:
             break
-    return {"a": float(theta[0]), "b": float(theta[1]), "c": float(theta[2])}
+    params = {"a": float(theta[0]), "b": float(theta[1]), "c": float(theta[-1])}
+    if tuned_logit is not None:
+        params["d"] = float(theta[2])
+    return params
 
 
 # ---------------------------------------------------------------------------------------------
 # Training
 
 def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID,
-          handwritten_weight: float = HANDWRITTEN_WEIGHT) -> tuple[C.InjectionClassifier, dict]:
+          handwritten_weight: float = HANDWRITTEN_WEIGHT, tuned=None) -> tuple[C.InjectionClassifier, dict]:
+    """The classifier, with the judge's combiner fitted on validation (over the `tuned` scorer's
+    logits too, when one is given; `model.set_tuned` records it)."""
     split = np.array([e.split for e in examples])
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
     y, t = targets(examples)
@@ -159,16 +167,26 @@ def train(examples, feats: C.Features, *, max_fpr: float, l2_grid=L2_GRID,
             best = (r, (l2, l2_dense), model, p)
     recall, l2, model, p_val = best
     rule_val = np.array([scan_text(examples[i].text).score for i in va])
-    params = fit_combiner(p_val, rule_val, y[va])
-    z_val = params["a"] * _logit(p_val) + params["b"] * rule_val + params["c"]
+    tuned_val = tuned.logits([examples[i].text for i in va]) if tuned is not None else None
+    params = fit_combiner(p_val, rule_val, y[va], tuned_logit=tuned_val)
+    z_val = model_part(p_val, tuned_val, params) + params["b"] * rule_val + params["c"]
     params["z_threshold"] = threshold_at_fpr(z_val[y[va] == 0], max_fpr)
     model_threshold = threshold_at_fpr(p_val[y[va] == 0], max_fpr)
     judged = z_val >= params["z_threshold"]
     info = {"l2": l2[0], "l2_dense": l2[1], "handwritten_weight": handwritten_weight, "max_fpr": max_fpr, "validation": {
         "model_recall": recall, "judge_recall": float(judged[y[va] == 1].mean()),
+        **({} if tuned_val is None else {"tuned_recall": recall_at_fpr(tuned_val, y[va], max_fpr)}),
         "judge_fpr": float(judged[y[va] == 0].mean()), "n": int(len(va))}}
     model.config.update({"judge": params, "model_threshold": model_threshold, "training": info})
     return model, info
+
+
+def fit_tuned(examples, *, handwritten_weight: float, epochs: int, seed: int) -> TunedScorer:
+    """`guard.tuned.train_tuned` on the train split, weighted like the classifier."""
+    tr = [e for e in examples if e.split == "train"]
+    weights = np.where([e.family.startswith("hw.") for e in tr], handwritten_weight, 1.0)
+    return train_tuned([e.text for e in tr], np.array([e.label for e in tr]), weights, epochs=epochs, seed=seed,
+                       log=log)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +343,11 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, help="also write the evaluation as JSON here")
     ap.add_argument("--handwritten-weight", type=float, default=HANDWRITTEN_WEIGHT,
                     help="weight of a hand-written example against a generated one in the loss (> 0)")
+    ap.add_argument("--tuned-from", type=Path, help="use this fine-tuned MiniLM (a *_tuned.safetensors) instead of "
+                    "training one (about 12 min on 2 cores)")
+    ap.add_argument("--no-tuned", action="store_true", help="no fine-tuned MiniLM: the judge combines rules and "
+                    "the classifier only")
+    ap.add_argument("--tuned-epochs", type=int, default=2, help="epochs of fine-tuning MiniLM's top layers")
     ap.add_argument("--prior-budget", type=float, default=PRIOR_ALARM_BUDGET,
                     help="share of each benign group's validation images the hidden-text prior may add "
                     "false alarms on (0: none; photos never)")
@@ -357,7 +380,17 @@ def main(argv=None) -> int:
         grid = [(a, b) for a in args.l2 or [L2_GRID[0][0]] for b in args.l2_dense or [L2_GRID[0][1]]]
         if not args.l2 and not args.l2_dense:
             grid = list(L2_GRID)
-        model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid, handwritten_weight=args.handwritten_weight)
+        tuned = None
+        if args.tuned_from:
+            tuned = TunedScorer.load(args.tuned_from)
+        elif not args.no_tuned:
+            tuned = fit_tuned(examples, handwritten_weight=args.handwritten_weight, epochs=args.tuned_epochs,
+                              seed=args.seed)
+        model, info = train(examples, feats, max_fpr=args.max_fpr, l2_grid=grid, handwritten_weight=args.handwritten_weight,
+                            tuned=tuned)
+        if tuned is not None:
+            tuned.save(tuned_path(args.out))
+            model.set_tuned(tuned, tuned_path(args.out).name)
         model.config.update({"dataset": digest, "seed": args.seed, "latin_copies": len(latin)})
         if args.image_dump:
             attach_prior(model, args.image_dump, args.prior_budget)

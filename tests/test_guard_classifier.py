@@ -293,14 +293,18 @@ def test_classifier_on_held_out_examples(dataset):
 
 @pytest.mark.slow
 def test_shipped_weights_reproduce_from_the_script(tmp_path):
+    # The fine-tuned MiniLM is reused (training it takes 12 min; test_guard_tuned covers its training):
+    # the classifier and the judge's combiner over all three inputs reproduce.
     out = tmp_path / "clf.safetensors"
+    shipped_tuned = C.WEIGHTS.with_name(C.default_classifier().config["tuned"])
     subprocess.run([sys.executable, str(REPO / "scripts" / "train_injection_classifier.py"), "--skip-eval",
-                    "--out", str(out)], check=True, cwd=REPO)
+                    "--out", str(out), "--tuned-from", str(shipped_tuned)], check=True, cwd=REPO)
     fresh, shipped = C.InjectionClassifier.load(out), C.InjectionClassifier.load()
     assert fresh.config["dataset"] == shipped.config["dataset"]
+    assert fresh.config["tuned"] == out.with_name("clf_tuned.safetensors").name   # beside the --out weights
     assert np.allclose(fresh.w_hash, shipped.w_hash, atol=2e-3)
     assert np.allclose(fresh.w_dense, shipped.w_dense, atol=2e-3)
-    for key in ("a", "b", "c", "z_threshold"):
+    for key in ("a", "b", "c", "d", "z_threshold"):
         assert abs(fresh.config["judge"][key] - shipped.config["judge"][key]) < 1e-2
 
 

@@ -101,7 +101,7 @@ def test_result_is_json_and_spans_point_at_the_text():
     assert isinstance(j, Judgement)
     data = json.loads(json.dumps(j.to_dict()))
     assert data["flagged"] and set(data) == {"score", "flagged", "techniques", "rule_score", "model_score", "matches",
-                                             "head_techniques"}
+                                             "head_techniques", "tuned_score"}
     assert sorted(data["head_techniques"]) == sorted(LABELS) and set(data["techniques"]) <= set(LABELS)
     for m in data["matches"]:
         assert text[m["span"][0]:m["span"][1]] == m["text"]

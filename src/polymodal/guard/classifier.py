@@ -33,7 +33,7 @@ from polymodal.errors import CheckpointError, InvalidInputError
 from polymodal.guard.ocrfix import repair_ocr
 from polymodal.guard.rules import LABELS, normalize
 
-__all__ = ["DATA_DIR", "HASH_DIM", "NGRAMS", "ClassifierOutput", "InjectionClassifier", "check_texts",
+__all__ = ["DATA_DIR", "HASH_DIM", "NGRAMS", "ClassifierOutput", "InjectionClassifier", "as_meant", "check_texts",
            "default_classifier", "fit", "hashed_ngrams", "text_embedder"]
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -110,12 +110,20 @@ def text_embedder():
     return load_embedder("lite")
 
 
+def as_meant(texts: list[str]) -> list[str]:
+    """`texts` as the MiniLM readers (this classifier's dense block, `guard.tuned`) read them: as OCR
+    meant them (`ocrfix.repair_ocr`: "Al" for "AI" and glued words undone), then normalised."""
+    out = []
+    for text in texts:
+        repaired = repair_ocr(text)
+        out.append(normalize(repaired) or repaired)  # normalize("\u200b") == "": keep the text then
+    return out
+
+
 def dense_features(texts: list[str], *, embedder=None, batch_size: int = 64) -> np.ndarray:
-    """(N, 384) sentence embeddings of the normalised `texts` (already checked), read as OCR meant
-    them (`ocrfix.repair_ocr`: "Al" for "AI" and glued words undone), in training and judging alike."""
-    texts = [repair_ocr(t) for t in texts]
-    normalised = [normalize(t) or t for t in texts]  # normalize("\u200b") == "": keep the raw text then
-    return np.asarray((embedder or text_embedder()).encode_texts(normalised, batch_size=batch_size), np.float32)
+    """(N, 384) sentence embeddings of `texts` (already checked) read `as_meant`, in training and
+    judging alike."""
+    return np.asarray((embedder or text_embedder()).encode_texts(as_meant(texts), batch_size=batch_size), np.float32)
 
 
 def hashed_features(texts: list[str], *, dim: int = HASH_DIM, ngrams=NGRAMS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,6 +172,8 @@ class InjectionClassifier:
         self.hash_dim = int(self.config.get("hash_dim", self.w_hash.shape[0]))
         self.ngrams = tuple(self.config.get("ngrams", NGRAMS))
         self.embedder = embedder
+        self.folder: Path | None = None   # where it was loaded from: its tuned model (config "tuned") is there
+        self._tuned = None
         if self.w_dense.shape != (EMBED_DIM, len(HEADS)) or self.w_hash.shape != (self.hash_dim, len(HEADS)) \
                 or self.bias.shape != (len(HEADS),):
             raise CheckpointError(
@@ -184,10 +194,12 @@ class InjectionClassifier:
                                   "python scripts/train_injection_classifier.py to build them")
         tensors = load_file(str(weights))
         try:
-            return cls(tensors["w_dense"], tensors["w_hash"], tensors["bias"],
-                       json.loads(config.read_text(encoding="utf-8")), embedder=embedder)
+            model = cls(tensors["w_dense"], tensors["w_hash"], tensors["bias"],
+                        json.loads(config.read_text(encoding="utf-8")), embedder=embedder)
         except KeyError as exc:
             raise CheckpointError(f"{weights} has no tensor {exc}: retrain with scripts/train_injection_classifier.py") from None
+        model.folder = weights.parent
+        return model
 
     def save(self, weights: Path | str = WEIGHTS) -> None:
         """Weights as safetensors (the hashed block in float16: 2**16 x 6 x 2 bytes), config as JSON."""
@@ -198,6 +210,26 @@ class InjectionClassifier:
         save_file({"w_dense": self.w_dense, "w_hash": self.w_hash.astype(np.float16), "bias": self.bias}, str(weights))
         config = {**self.config, "hash_dim": self.hash_dim, "ngrams": list(self.ngrams), "heads": list(HEADS)}
         weights.with_suffix(".json").write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def tuned(self):
+        """The fine-tuned MiniLM scorer (`guard.tuned`) this classifier's judge parameters were
+        fitted with, loaded once; None when the config names none."""
+        name = self.config.get("tuned")
+        if not name:
+            return None
+        if self._tuned is None:
+            from polymodal.guard.tuned import TunedScorer
+
+            if self.folder is None:
+                raise CheckpointError(f"this classifier names a tuned model ({name}) but was not loaded from a "
+                                      "folder: load it with InjectionClassifier.load, or attach one with set_tuned")
+            self._tuned = TunedScorer.load(self.folder / name, encoder=getattr(self.embedder, "text", None))
+        return self._tuned
+
+    def set_tuned(self, scorer, name: str) -> None:
+        """Attach a tuned scorer (training): `save` writes nothing for it, the config records `name`."""
+        self._tuned = scorer
+        self.config["tuned"] = name
 
     # -- inference --------------------------------------------------------------------------------
 
