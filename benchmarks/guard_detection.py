@@ -337,7 +337,8 @@ def dump(path: Path, cases: list[Case], reports: list) -> None:
             row = {"group": c.group, "kind": c.kind, "technique": c.technique, "text": c.text, "base": c.base}
             if r is not None:
                 row.update(flagged=r.flagged, risk=r.risk, findings=[
-                    {"text": x.text, "source": x.source, "score": x.score, "hidden": x.hidden, "flagged": x.flagged}
+                    {"text": x.text, "context": x.context, "source": x.source, "score": x.score,
+                     "text_score": x.text_score, "hidden": x.hidden, "flagged": x.flagged}
                     for x in r.findings])
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 

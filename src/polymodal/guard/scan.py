@@ -2,7 +2,8 @@
 
     image -> text in the pixels (guard/textfind.py: OCR over enhanced views, with hiddenness)
           +  text in the file (guard/metadata.py: EXIF/XMP/PNG text, JPEG comments) and QR codes
-          -> lines grouped into blocks (a paragraph split over lines is judged whole as well)
+          -> lines grouped into blocks (a paragraph split over lines is judged whole as well, and
+             a line that breaks a sentence is judged with its neighbours: `line_contexts`)
           -> the judge (guard/judge.py: rules + learned classifier) on every line and block
           -> a risk score, findings with boxes, techniques and hiddenness, and optionally a
              sanitised copy with the injected regions masked and the metadata dropped.
@@ -12,7 +13,7 @@ found only in an enhanced view) or does not read (metadata, QR codes) is rarely 
 so when it reads like an instruction it is more likely an injection than the same words on a
 poster. Its judge score (unless it is one word: `prior_hiddenness`) gets `hidden_log_odds` added to
 its log-odds (a prior odds ratio, calibrated on validation images by
-scripts/train_injection_classifier.py and stored with the classifier's config; 0 turns it off). `Finding.text_score` keeps the judge's score of the words alone.
+scripts/train_injection_classifier.py and stored with the classifier's config; 0 turns it off). `Finding.text_score` keeps the judge's score of the words it read (without the prior).
 
 risk = the highest (prior-adjusted) score among the image's texts (0 when it has none); the image
 is flagged when any text is (score >= 0.5, the judge's built-in operating point). `hidden_injection`
@@ -22,6 +23,7 @@ says a flagged text was also hard for a person to see (hidden >= 0.5) or sat out
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ import numpy as np
 from polymodal.errors import PolymodalError
 
 HIDDEN = 0.5  # hiddenness at or above which a flagged text counts as hidden
+CONTEXT_LINES = 1  # a line that breaks a sentence is judged with this many neighbours on each side
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Finding:
     score: float  # the judge's 0..1, with the hidden-text prior when hidden >= HIDDEN
     flagged: bool
     techniques: list[str]
-    text_score: float | None = None  # the judge's score of the words alone (no prior)
+    text_score: float | None = None  # the judge's score of the words it read (no prior)
+    context: str | None = None  # what the judge read when not `text` alone: a line with its neighbours
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,15 +151,46 @@ def sanitize(image, findings: list[Finding], out_path: Path) -> Path:
 
 def _rows(found) -> list[tuple]:
     """The texts to judge of one image: every finding, plus every block of nearby lines, as
-    (text, source, box, confidence, hidden, contrast, relative_height, enhanced_only)."""
-    rows = [(f.text, f.source, f.box, f.confidence, 1.0 if f.source.startswith(("metadata", "qr")) else f.hidden,
-             f.contrast, f.relative_height, f.enhanced_only) for f in found if f.text.strip()]
+    (text, judged, source, box, confidence, hidden, contrast, relative_height, enhanced_only);
+    `judged` is what the judge reads: a line of a block in its context (`line_contexts`), any
+    other text as it is."""
+    kept = [f for f in found if f.text.strip()]
+    judged = {id(f): f.text for f in kept}
+    rows = []
     for block in group_lines(found):
-        parts = [found[i] for i in block]
-        rows.append(("\n".join(p.text for p in parts), "block", _union([p.box for p in parts]),
-                     min(p.confidence for p in parts), max(p.hidden for p in parts),
-                     None, None, any(p.enhanced_only for p in parts)))
-    return rows
+        parts = [found[i] for i in block if found[i].text.strip()]
+        for part, context in zip(parts, line_contexts([p.text for p in parts])):
+            judged[id(part)] = context
+        if len(parts) > 1:
+            text = "\n".join(p.text for p in parts)
+            rows.append((text, text, "block", _union([p.box for p in parts]), min(p.confidence for p in parts),
+                         max(p.hidden for p in parts), None, None, any(p.enhanced_only for p in parts)))
+    lines = [(f.text, judged[id(f)], f.source, f.box, f.confidence,
+              1.0 if f.source.startswith(("metadata", "qr")) else f.hidden, f.contrast, f.relative_height,
+              f.enhanced_only) for f in kept]
+    return lines + rows
+
+
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'»”)\]]*\s*$")
+
+
+def line_contexts(lines: list[str]) -> list[str]:
+    """What the judge reads for each line of a block (its lines in reading order).
+
+    A line that breaks a sentence is read with its neighbours (`CONTEXT_LINES` above and below):
+    a fragment read alone is often not what its sentence says ("this point" of "Do not feed the
+    animals beyond / this point", "Умный дом, который" of an advert), and such fragments made
+    most of the false alarms on benign validation images (24 of 33). A line of whole sentences
+    (it and the line before it end a sentence) is read alone, so an injected sentence between a
+    document's paragraphs is not diluted by them."""
+    ends = [bool(_SENTENCE_END.search(line)) for line in lines]
+    out = []
+    for k, line in enumerate(lines):
+        if ends[k] and (k == 0 or ends[k - 1]):
+            out.append(line)
+        else:
+            out.append("\n".join(lines[max(0, k - CONTEXT_LINES):k + CONTEXT_LINES + 1]))
+    return out
 
 
 def hidden_log_odds(classifier=None) -> float:
@@ -206,19 +241,20 @@ def judge_found(found_per_image, reports: list[ScanReport] | None = None, *,
     if reports is None:
         reports = [ScanReport("", None, None, 0.0, False, False, []) for _ in found_per_image]
     rows_per_image = [_rows(found) for found in found_per_image]
-    texts = [row[0] for rows in rows_per_image for row in rows]
+    # Each distinct text is judged once (a two-line block and its lines' contexts are the same text).
+    unique = list(dict.fromkeys(row[1] for rows in rows_per_image for row in rows))
     start = time.perf_counter()
-    judgements = iter(judge_texts(texts, classifier=classifier)) if texts else iter(())
+    judged = dict(zip(unique, judge_texts(unique, classifier=classifier))) if unique else {}
     judge_seconds = (time.perf_counter() - start) / max(1, len(rows_per_image))
     for report, rows in zip(reports, rows_per_image):
-        for (text, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
-            j = next(judgements)
-            score = round(with_prior(j.score, prior_hiddenness(text, hidden), log_odds), 4)
+        for (text, read, source, box, conf, hidden, contrast, rel_h, enhanced) in rows:
+            j = judged[read]
+            score = round(with_prior(j.score, prior_hiddenness(read, hidden), log_odds), 4)
             flagged = score >= 0.5
             techniques = j.techniques if j.flagged or not flagged else _techniques_of(j)
             report.findings.append(Finding(text, source, box, round(float(conf), 4), round(float(hidden), 3), contrast,
                                            rel_h, bool(enhanced), score, flagged, techniques if flagged else [],
-                                           j.score))
+                                           j.score, None if read == text else read))
         flagged = [f for f in report.findings if f.flagged]
         report.risk = max((f.score for f in report.findings), default=0.0)
         report.flagged = bool(flagged)
