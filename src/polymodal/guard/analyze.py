@@ -56,7 +56,7 @@ def analyze(image, *, prompt: str | None = None, answer: str | None = None, mode
     content and grounding checks (default `lite`)."""
     from polymodal.guard.consistency import check_consistency
     from polymodal.guard.safety import answer_obeys_image, safety_categories
-    from polymodal.guard.scan import scan_image
+    from polymodal.guard.scan import DERIVED, scan_image
     from polymodal.media import load_image
 
     prompt, answer = _check_text("prompt", prompt), _check_text("answer", answer)
@@ -73,7 +73,7 @@ def analyze(image, *, prompt: str | None = None, answer: str | None = None, mode
             reasons_block.append(f"the answer carries out an instruction from the image: it contains "
                                  f"{e.matched!r}, which the image's text asked for ({e.kind})")
     if scan.flagged:
-        where = sorted({f.source.split(":")[0] for f in scan.findings if f.flagged and f.source != "block"})
+        where = sorted({f.source.split(":")[0] for f in scan.findings if f.flagged and f.source not in DERIVED})
         described = f"injection in the image ({', '.join(scan.techniques)}; found in {', '.join(where) or 'text'})"
         (reasons_block if scan.hidden_injection else reasons_warn).append(
             ("hidden " if scan.hidden_injection else "visible ") + described)
