@@ -124,6 +124,17 @@ def test_an_injected_sentence_among_others_is_judged_on_its_own():
     assert injected.box == [10, 10, 400, 54] and injected.flagged  # spans both lines
     assert injected.text_score == judge_text(injected.text).score
     assert not units["Revenue grew 4% this quarter."].flagged
+    # a long text of tiny sentences (a metadata value) gives at most MAX_SENTENCES of them, no one-word ones
+    from polymodal.guard.scan import MAX_SENTENCES
+
+    value = " ".join(f"Item {k} is here." for k in range(500)) + " Okay."
+    meta = TextFinding(value, None, 1.0, "metadata:png:tEXt:Comment", hidden=1.0)
+    report = judge_found([[meta]], log_odds=0.0)[0]
+    judged = [f.text for f in report.findings if f.source == "sentence"]
+    assert judged == [f"Item {k} is here." for k in range(MAX_SENTENCES)]
+    sign = TextFinding("STOP. Staff only beyond this door.", [5, 5, 200, 20], 0.9, "ocr:plain")
+    assert [f.text for f in judge_found([[sign]], log_odds=0.0)[0].findings if f.source == "sentence"] == [
+        "Staff only beyond this door."]  # one word cannot instruct: "STOP." is not judged on its own
 
 
 def test_scan_judges_a_fragment_in_context_and_an_injected_sentence_alone():

@@ -34,6 +34,7 @@ import numpy as np
 from polymodal.errors import PolymodalError
 
 HIDDEN = 0.5  # hiddenness at or above which a flagged text counts as hidden
+MAX_SENTENCES = 32  # sentences of one text judged on their own, at most
 DERIVED = ("block", "sentence")  # Finding sources made of other findings' text, not read from a place of their own
 CONTEXT_LINES = 1  # a line that breaks a sentence is judged with this many neighbours on each side
 
@@ -173,10 +174,14 @@ def _rows(found) -> list[tuple]:
     units += [[f] for f in kept if id(f) not in in_block]
     lines = [(f.text, judged[id(f)], f.source, f.box, f.confidence, _hidden(f), f.contrast, f.relative_height,
               f.enhanced_only) for f in kept]
+    from polymodal.guard.judge import too_short_to_instruct
+
     seen = {row[1] for row in lines + rows}
     for parts in units:
-        for sentence, span in sentences([p.text for p in parts]):
-            if sentence in seen:
+        # The first MAX_SENTENCES of a text: a 20,000-character metadata value of tiny sentences
+        # must not turn into thousands of texts to judge (the judge's windows still cover it all).
+        for sentence, span in sentences([p.text for p in parts])[:MAX_SENTENCES]:
+            if sentence in seen or too_short_to_instruct(sentence):
                 continue
             seen.add(sentence)
             of = [parts[k] for k in span]
