@@ -157,6 +157,8 @@ def _rows(found) -> list[tuple]:
     sentence of a text that holds several (`sentences`), as (text, judged, source, box,
     confidence, hidden, contrast, relative_height, enhanced_only); `judged` is what the judge
     reads: a line of a block in its context (`line_contexts`), any other text as it is."""
+    from polymodal.guard.judge import too_short_to_instruct
+
     kept = [f for f in found if f.text.strip()]
     judged = {id(f): f.text for f in kept}
     rows, units = [], []  # units: texts whose sentences are judged too, as lists of their findings
@@ -174,8 +176,6 @@ def _rows(found) -> list[tuple]:
     units += [[f] for f in kept if id(f) not in in_block]
     lines = [(f.text, judged[id(f)], f.source, f.box, f.confidence, _hidden(f), f.contrast, f.relative_height,
               f.enhanced_only) for f in kept]
-    from polymodal.guard.judge import too_short_to_instruct
-
     seen = {row[1] for row in lines + rows}
     for parts in units:
         # The first MAX_SENTENCES of a text: a 20,000-character metadata value of tiny sentences
@@ -196,7 +196,8 @@ def _hidden(f) -> float:
     return 1.0 if f.source.startswith(("metadata", "qr")) else f.hidden
 
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…。！？])[\"'»”)\]]*\s+")
+_STOP = r"[.!?…。！？][\"'»”)\]]*"  # a sentence's last mark, with any closing quotes or brackets
+_SENTENCE_BREAK = re.compile(rf"{_STOP}\s+")
 
 
 def sentences(lines: list[str]) -> list[tuple[str, list[int]]]:
@@ -220,7 +221,7 @@ def sentences(lines: list[str]) -> list[tuple[str, list[int]]]:
     return out if len(out) > 1 else []
 
 
-_SENTENCE_END = re.compile(r"[.!?…。！？][\"'»”)\]]*\s*$")
+_SENTENCE_END = re.compile(rf"{_STOP}\s*$")
 
 
 def line_contexts(lines: list[str]) -> list[str]:
