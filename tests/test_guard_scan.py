@@ -11,8 +11,8 @@ import pytest
 
 from polymodal.cli.main import main
 from polymodal.guard.attacks import generate_attacks
-from polymodal.guard.scan import (HIDDEN, group_lines, judge_found, line_contexts, prior_hiddenness, scan_image,
-                                  scan_images, sentences, with_prior)
+from polymodal.guard.scan import (HIDDEN, Finding, group_lines, judge_found, line_contexts, mask, masked_boxes,
+                                  prior_hiddenness, scan_image, scan_images, sentences, with_prior)
 from tests.conftest import shared_data
 
 
@@ -51,6 +51,47 @@ def test_sanitised_copy_masks_the_injection(attacks, reports):
         assert report.sanitized
         again = scan_image(report.sanitized)
         assert not again.flagged, (case.technique, [f.text for f in again.findings if f.flagged])
+
+
+def _finding(source, box, flagged):
+    return Finding("text", source, box, 0.9, 0.0, None, None, False, 0.9 if flagged else 0.1, flagged, [])
+
+
+def test_a_flagged_block_is_masked_only_where_no_flagged_part_says_where():
+    line_a, line_b, line_c = [10, 10, 200, 30], [10, 34, 220, 54], [10, 58, 180, 78]
+    block = [10, 10, 220, 78]
+    # a flagged line inside the block: the line is masked, not the block's benign lines around it
+    lines = [_finding("ocr:plain", line_a, False), _finding("ocr:plain", line_b, True),
+             _finding("ocr:plain", line_c, False)]
+    assert masked_boxes(lines + [_finding("block", block, True)]) == [line_b]
+    # a flagged sentence (spanning two lines) inside it: the same
+    sentence = [10, 34, 220, 78]
+    assert masked_boxes(lines[:1] + [_finding("ocr:plain", line_b, False), lines[2], _finding("block", block, True),
+                                     _finding("sentence", sentence, True)]) == [sentence]
+    # nothing flagged inside: the block is all there is to mask
+    quiet = [_finding("ocr:plain", b, False) for b in (line_a, line_b, line_c)]
+    assert masked_boxes(quiet + [_finding("block", block, True)]) == [block]
+    # a flagged line of another block does not excuse this one; unflagged findings and metadata never mask
+    elsewhere = _finding("ocr:plain", [300, 300, 400, 320], True)
+    assert masked_boxes(quiet + [_finding("block", block, True), elsewhere, _finding("metadata:Comment", None, True)]) \
+        == [block, elsewhere.box]
+
+
+def test_sanitising_a_document_keeps_its_benign_paragraphs():
+    from polymodal.guard.attacks import render
+    from polymodal.guard.textfind import find_text
+
+    _, page, case = render("document", "QX-4821-ZP", seed=3)
+    report = scan_images([page])[0]
+    assert report.flagged
+    boxes = masked_boxes(report.findings)
+    assert not any(f.source == "block" and f.box in boxes for f in report.findings)
+    clean = mask(page, boxes)
+    assert not scan_images([clean])[0].flagged
+    kept = " ".join(t.text for t in find_text(clean))
+    # the benign paragraphs above and below the injected one are still there to read
+    assert "Quarterly" in kept and "Maintenance" in kept, kept
+    assert case.canary not in kept.replace(" ", "")
 
 
 def test_photos_without_text_are_clean():

@@ -130,25 +130,44 @@ def _texts_of(image, source):
     return found
 
 
-def sanitize(image, findings: list[Finding], out_path: Path) -> Path:
-    """A copy of `image` with every flagged box filled with the median colour of a ring around it,
-    saved as PNG from the pixels alone (so no metadata survives)."""
+def masked_boxes(findings: list[Finding]) -> list[list[int]]:
+    """The boxes `sanitize` fills: every flagged finding's, but a flagged block's only when no
+    flagged line or sentence lies inside it. A block is the union of its lines, so filling it
+    whole when one of its lines or sentences already says where the injection is would also
+    erase the benign lines around it (a document's paragraphs)."""
+    flagged = [f for f in findings if f.flagged and f.box is not None]
+    parts = [f.box for f in flagged if f.source != "block"]
+    return [f.box for f in flagged if f.source != "block" or not any(_inside(b, f.box) for b in parts)]
+
+
+def _inside(inner: list[int], outer: list[int], slack: int = 2) -> bool:
+    return (inner[0] >= outer[0] - slack and inner[1] >= outer[1] - slack and inner[2] <= outer[2] + slack
+            and inner[3] <= outer[3] + slack)
+
+
+def mask(image, boxes: list[list[int]]):
+    """A copy of `image` (PIL, RGB) with each box, padded by a quarter of its height, filled with
+    the median colour of a 3-pixel ring around it."""
     from PIL import Image
 
     pixels = np.asarray(image.convert("RGB")).copy()
     h, w = pixels.shape[:2]
-    for f in findings:
-        if not f.flagged or f.box is None:
-            continue
-        pad = max(2, (f.box[3] - f.box[1]) // 4)
-        x0, y0 = max(0, f.box[0] - pad), max(0, f.box[1] - pad)
-        x1, y1 = min(w, f.box[2] + pad), min(h, f.box[3] + pad)
+    for box in boxes:
+        pad = max(2, (box[3] - box[1]) // 4)
+        x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)
+        x1, y1 = min(w, box[2] + pad), min(h, box[3] + pad)
         ring = np.concatenate([pixels[max(0, y0 - 3):y0, x0:x1].reshape(-1, 3), pixels[y1:y1 + 3, x0:x1].reshape(-1, 3),
                                pixels[y0:y1, max(0, x0 - 3):x0].reshape(-1, 3), pixels[y0:y1, x1:x1 + 3].reshape(-1, 3)])
         fill = np.median(ring, axis=0) if len(ring) else np.zeros(3)
         pixels[y0:y1, x0:x1] = fill.astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def sanitize(image, findings: list[Finding], out_path: Path) -> Path:
+    """Write a copy of `image` with the flagged regions masked (`masked_boxes`, `mask`), saved as
+    PNG from the pixels alone (so no metadata survives)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(out_path, format="PNG")
+    mask(image, masked_boxes(findings)).save(out_path, format="PNG")
     return out_path
 
 
