@@ -101,16 +101,15 @@ def run(per_technique: int, handwritten: int) -> dict:
     }
     again = {rule: scan_images(images) for rule, images in copies.items()}
     groups: dict[str, dict] = {}
-    for k, ((group, clean, attacked, case), _) in enumerate(flagged):
-        g = groups.setdefault(group, {"images": 0, "flagged": 0, **{rule: [] for rule in RULES}})
-        for rule in RULES:
-            row = measure(clean, attacked, case, copies[rule][k])
-            row["still_flagged"] = bool(again[rule][k].flagged)
-            g[rule].append(row)
     for (group, *_), report in zip(todo, reports):
         g = groups.setdefault(group, {"images": 0, "flagged": 0, **{rule: [] for rule in RULES}})
         g["images"] += 1
         g["flagged"] += int(report.flagged)
+    for k, ((group, clean, attacked, case), _) in enumerate(flagged):
+        for rule in RULES:
+            row = measure(clean, attacked, case, copies[rule][k])
+            row["still_flagged"] = bool(again[rule][k].flagged)
+            groups[group][rule].append(row)
     summary = {}
     for group, g in groups.items():
         s = {"images": g["images"], "flagged": g["flagged"]}
