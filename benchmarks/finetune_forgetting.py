@@ -18,7 +18,7 @@ Variants (the standard remedies against forgetting, next to the case that forget
   full-high   head, mix weights, scale and all of MiniLM at --lr-high (the forgetting case)
   full-low    the same at --lr-low
   projection  locked towers: only the head, mix weights and scale (--lr-projection, default 1e-3,
-              the lr lite's head was fitted with in scripts/train_lite.py)
+              the lr lite's head was fitted with in lab/lite/train_lite.py)
   lora        LoRA adapters (rank 8, alpha 16) on MiniLM + head, mix, scale (--lr-lora, default
               1e-3: LoRA is usually run at about 10x the full fine-tuning lr)
   wise-A      WiSE-FT (Wortsman et al. 2022): (1 - A) * before + A * full-high, weight by weight

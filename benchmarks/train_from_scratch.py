@@ -7,7 +7,7 @@ Runs the recipe of docs/train.md through the real command, in a subprocess, once
 
 scratch:mini-conv (models/configs/mini-conv.json) is a small ConvNet image tower and a bag-of-words
 text tower (CLIP BPE token embeddings, mean-pooled): on 680 images it learns as well as the ViT
-scratch:mini at about twice the speed (docs/train.md has the comparison).
+scratch:mini at about twice the speed (benchmarks/RESULTS.md has the comparison).
 
 Training split: flickr8k-subset images 0-599 plus all 80 coco-mini images (written as one captions
 file with absolute image paths). Held out: flickr8k-subset images 600-799, 200 images with one
@@ -43,7 +43,7 @@ from embed_throughput import machine  # noqa: E402
 from finetune_forgetting import FLICKR, COCO, write_training_split  # noqa: E402
 
 HELD_OUT_IMAGES = 200
-# The recipe (chosen on Flickr 600-699; see docs/train.md, "Measured: training from scratch").
+# The recipe (chosen on Flickr 600-699; see benchmarks/RESULTS.md, "train · from scratch").
 DEFAULTS = {"model": "scratch:mini-conv", "steps": 120, "eval_every": 20, "batch_size": 256, "lr": 1e-3,
             "weight_decay": 0.5, "warmup_steps": 20}
 METRICS = ("text_to_image_R@1", "text_to_image_R@5", "text_to_image_R@10",

@@ -33,7 +33,7 @@ def test_judge_on_held_out_examples_in_three_languages(held_out):
         pos = [j.flagged for e, j in zip(held_out, judged) if e.language == lang and e.label]
         neg = [j.flagged for e, j in zip(held_out, judged) if e.language == lang and not e.label]
         assert sum(pos) / len(pos) >= 0.6, (lang, sum(pos), len(pos))
-        # measured on the whole test split: 2-9% false positives per language (docs/guard/injection-dataset.md)
+        # measured on the whole test split: 2-9% false positives per language (lab/guard_injection/DATASET.md)
         assert sum(neg) <= 3, (lang, [e.text for e, j in zip(held_out, judged) if e.language == lang and not e.label and j.flagged])
     for e, j in zip(held_out, judged):
         assert 0.0 <= j.score <= 1.0 and 0.0 <= j.model_score <= 1.0 and j.flagged == (j.score >= 0.5)

@@ -9,6 +9,25 @@
     >>> polymodal.classify(model, ["cat.jpg"], labels=["cat", "dog"])
     >>> photos = polymodal.open_collection("photos", create=True)
     >>> photos.add(["~/Pictures"]); photos.search("a dog jumping into a lake", k=5)
+
+Where each capability lives (command; Python entry point; guide):
+
+    embed            polymodal embed;        polymodal.load(spec).encode_images/encode_texts;  README.md
+    classify         polymodal classify;     polymodal.classify;                               docs/cli.md
+    models           polymodal models;       polymodal.load, polymodal.backends.onnx;          README.md, docs/models/lite.md
+    evaluate         polymodal eval;         polymodal.eval.zeroshot, polymodal.eval.retrieval; docs/cli.md
+    index, search    polymodal index/search/dupes/collections;
+                                             polymodal.open_collection -> Collection;          docs/collections.md
+    Ray ingestion    polymodal index --engine ray; Collection.add(..., engine="ray");          docs/ray.md
+    HTTP, web page   polymodal serve;        polymodal.serve.create_app;                       docs/serve.md
+    train            polymodal train;        polymodal.train.trainer.train(TrainConfig(...));  docs/train.md
+    guard            polymodal guard scan/analyze/consistency/attacks/probe;
+                                             polymodal.guard.scan.scan_image, guard.analyze.analyze,
+                                             guard.consistency, guard.safety, guard.attacks, guard.probe;
+                                                                                               docs/guard.md
+    adversarial      -;                      polymodal.guard.adversarial, polymodal.guard.squeeze; docs/guard/adversarial.md
+    benchmarks       python benchmarks/NAME.py;                                                benchmarks/README.md, benchmarks/RESULTS.md
+    shipped weights  python lab/lite/train_lite.py, lab/guard_injection/;                      lab/
 """
 
 from __future__ import annotations

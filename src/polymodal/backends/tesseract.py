@@ -107,9 +107,7 @@ def _prepare(crop) -> np.ndarray:
     others: ink colour = median RGB of the clearest ink (residual >= half the peak); a pixel is
     black within 2 spreads of that colour (spread = the median distance of the clearest ink from
     it, at least 8), white beyond 6, and white wherever its residual is under a fifth of the
-    peak. On the Russian validation images of benchmarks/guard_detection.py this raised the
-    similarity of Tesseract's readings to the drawn text from 0.663 to 0.733 for large text over
-    photos (84 images), 0.773 -> 0.783 in small corners, 0.916 unchanged in low contrast."""
+    peak. (Its effect on Russian readings over photos: benchmarks/RESULTS.md.)"""
     cv2 = require("cv2", "guard", "reading text lines with Tesseract")
     a = np.asarray(crop)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or min(a.shape[:2]) < 1:

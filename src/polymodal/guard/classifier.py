@@ -7,15 +7,14 @@ A multi-output logistic regression over two blocks of features of the normalised
   English-centric, hence the second block;
 - hashed character n-grams (n = 1..6) of the normalised text with its whitespace removed, signed
   feature hashing into 2**16 buckets, log counts, L2-normalised: language-agnostic (Russian and
-  Chinese), and blind to the spaces OCR drops, merges or inserts. Measured on validation (recall of
-  the classifier at 2% FPR, data v4): n = 1..4 in 2**14 buckets 0.698, in 2**16 0.698; 1..5 in
-  2**16 0.713, in 2**17 0.703; 1..6 in 2**16 0.732; 1..7 0.729. Longer grams hold whole short words
-  and word pairs ("нетправил"), which is what carries Russian, for which MiniLM knows little.
+  Chinese), and blind to the spaces OCR drops, merges or inserts. Grams up to 6 hold whole short
+  words and word pairs ("нетправил"), which is what carries Russian, for which MiniLM knows little
+  (n and the bucket count were chosen on validation recall: benchmarks/RESULTS.md).
 
 Outputs: column 0 is P(injection); columns 1..5 are P(technique) for the five labels of
 `rules.LABELS` (multi-label heads, trained on the same features). The weights ship in
 guard/data/injection_classifier.safetensors with its config JSON; both are produced by
-`scripts/train_injection_classifier.py` from `guard.dataset` (deterministic).
+`lab/guard_injection/train_injection_classifier.py` from `guard.dataset` (deterministic).
 """
 
 from __future__ import annotations

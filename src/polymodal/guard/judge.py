@@ -2,7 +2,7 @@
 instruction aimed at a model? Combines the rule layer (`rules.scan_text`) with the learned
 classifier (`classifier.InjectionClassifier`).
 
-How the two are combined (fitted by scripts/train_injection_classifier.py on the validation
+How the two are combined (fitted by lab/guard_injection/train_injection_classifier.py on the validation
 split, which the classifier never trained on, and stored in the classifier's config JSON):
 
     z     = a * logit(model_score) + d * tuned_logit + b * rule_score + c     (a logistic regression)

@@ -14,7 +14,7 @@ found only in an enhanced view) or does not read (metadata, QR codes) is rarely 
 so when it reads like an instruction it is more likely an injection than the same words on a
 poster. Its judge score (unless it is one word: `prior_hiddenness`) gets `hidden_log_odds` added to
 its log-odds (a prior odds ratio, calibrated on validation images by
-scripts/train_injection_classifier.py and stored with the classifier's config; 0 turns it off). `Finding.text_score` keeps the judge's score of the words it read (without the prior).
+lab/guard_injection/train_injection_classifier.py and stored with the classifier's config; 0 turns it off). `Finding.text_score` keeps the judge's score of the words it read (without the prior).
 
 risk = the highest (prior-adjusted) score among the image's texts (0 when it has none); the image
 is flagged when any text is (score >= 0.5, the judge's built-in operating point). `hidden_injection`

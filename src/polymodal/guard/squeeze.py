@@ -52,7 +52,7 @@ DEFAULT_LABELS = (
 )
 DEFAULT_TEMPLATES = "imagenet7"  # Radford et al.'s 7-prompt ensemble: 560 prompts, under a second
 # Chosen with `benchmarks/adversarial_robustness.py --select-squeezers` on Flickr photos and their
-# 32x32 thumbnails (docs/guard/adversarial.md): Xu et al.'s ImageNet set (bits:5, median:2,
+# 32x32 thumbnails (benchmarks/RESULTS.md): Xu et al.'s ImageNet set (bits:5, median:2,
 # nlmeans) separates PGD images from clean ones poorly for lite -- bit-depth reduction moves clean
 # predictions more than adversarial ones -- while resizing and a 3x3 median rank best on both the
 # training photos 0-99 and the held-out 600-699 (JPEG ties them on photos, trails on thumbnails).

@@ -9,20 +9,14 @@ backends/ocr.py) over several views of the image, each meant to reveal one way o
              still 12+ pixels tall (short side ~768 px: photos are shrunk, small images enlarged
              up to 3x, the "upscaling for tiny type" every image gets), framed by EDGE_FRAME
              flat rows above and below: without them the detector gives a line of small type
-             3 px from the top or bottom edge no text probability at all (on the validation
-             images 56 -> 61 of 108 hand-written small-corner texts found, 33 -> 32 of 40
-             held-out, rotated 75 -> 77 of 80, for ~6% more detector pixels: scan_image p50
-             0.354 -> 0.394 s/MP, mean 0.488 -> 0.518, back to back on an idle machine)
+             3 px from the top or bottom edge no text probability at all
   contrast   CLAHE (contrast-limited local histogram equalisation, cv2; 16 x 16 tiles, clip 16) on
              the luma, at 640 px: text a few grey levels off a flat background, or faint text
              tiled over a photo, comes out at full contrast
   margins    the bottom tenth of the image again, enlarged 1.6 times more than the plain view (at
              most 0.2 MP), framed like it: fine print lives in the footer, and 8-11 px type there
-             reaches the plain view's detector only as broken weak boxes or not at all (test
-             split, same judge: sealed small-corner injections found 37 -> 45 of 60; validation:
-             hand-written small corner 101 -> 106 of 150; no false alarm added). The top edge and
-             the middle get no such pass: that would cost as much again, and no measured set hides
-             text there
+             reaches the plain view's detector only as broken weak boxes or not at all. The top
+             edge and the middle get no such pass: it would cost as much again
   rotations  targeted strips: every line worth a second look (turned from horizontal, thin, or
              found only in an enhanced view) is cut out along its direction across the whole
              image, straightened, enlarged to ~32 px line boxes, mildly equalised when thin or
@@ -56,10 +50,9 @@ Russian: PP-OCR's recogniser has no Cyrillic and reads Russian as Latin look-ali
 -> "Cpo4Ho"). When some kept reading looks like that (`looks_cyrillic_as_latin`: look-alike
 capitals after lowercase letters, 3/4/6/0 inside words, the few Cyrillic letters PP-OCR has),
 every kept line of the image is read again by Tesseract (`rus+eng`, backends/tesseract.py, one
-process per image) and takes Tesseract's reading where that is mostly Cyrillic. On the readings
-of benchmarks/guard_detection.py (test split) the trigger fired on 113 of 141 Russian images, on
-none of the English attack and benign ones and on 1 of 280 photos: other images pay nothing.
-Without Tesseract the readings stay PP-OCR's (a warning is logged once).
+process per image) and takes Tesseract's reading where that is mostly Cyrillic. The trigger almost
+never fires on English text or photos, so other images pay nothing. Without Tesseract the readings
+stay PP-OCR's (a warning is logged once).
 
 Hiddenness, measured on the original pixels of each finding's straightened line crop:
 
@@ -77,24 +70,11 @@ Hiddenness, measured on the original pixels of each finding's straightened line 
 Cost: detection dominates and grows with pixels, so "auto" runs the detector on ~0.8 MP (plain)
 plus ~0.3 MP (contrast) plus at most 0.2 MP (margin) whatever the image's size, strips only
 around text already read (at most six, 0.25 MP each), and reads only line-shaped boxes; a photo
-without text costs three detector runs and little else (about 0.5 CPU-seconds; see
-benchmarks/guard_textfind.py). The margin pass costs about a quarter more: scan_image p50 0.343
--> 0.430 s/MP wall on the 2-core Xeon, back to back (text-free photos 0.248 -> 0.321). Weak boxes and
-lengthened readings add no detector pixels: on the benchmark's 280 text-free photos the plain
-detector leaves 64 weak boxes in 48 images and none earns a strip; lengthened readings cost 0.5
-crops per 1-MP photo and 2-3 on small-corner and tiled images (scan_image p50 on the timing set
-+1.4% CPU; find_text p95 +24%). The sizes are what the hidden text needs (benchmark cases, 40
-per technique): the plain view at 704 px finds 25 small-corner canaries instead of 32 (at 832
-px, 35; weak boxes and lengthened readings bring 768 px to 37); the contrast view at 512 px
-loses 4 tiled and 2 visible ones, and at 800 px finds 3 more tiled ones for +56% of its pixels
-(over budget); CLAHE clipped at 32 instead of 16 finds all 40 low-contrast canaries but loses 2
-tiled ones; strips reaching only 6 line heights past the pieces read lose 4 small corner ones;
-CLAHE blended into the flat regions of the plain view (one detector run instead of two) finds
-every low-contrast canary but turns sensor noise around tiny text into texture and loses 3
-small-corner and 3 visible ones. Tiled text the detector never sees stays missed: on 7 of the
-15 tiled canaries still missed no line of the tiles is found at all (white at 12% over those
-scenes lifts the ink 6-19 grey levels on average), and larger enhanced views find few of them
-at several times the cost.
+without text costs three detector runs and little else (about 0.5 CPU-seconds). Weak boxes and
+lengthened readings add no detector pixels. The view sizes and CLAHE settings are the smallest that
+keep small-corner, low-contrast and tiled text found; the measurements behind each, and the scan's
+cost per megapixel, are in benchmarks/RESULTS.md (benchmarks/guard_textfind.py measures them).
+Faint tiled text that no view's detector sees stays missed.
 """
 
 from __future__ import annotations
@@ -883,14 +863,9 @@ def _cyrillic_tells(text: str) -> int:
 
 def looks_cyrillic_as_latin(text: str) -> bool:
     """True when a reading looks like Russian read as Latin letters: at least CYRILLIC_TELLS
-    tells (see `_cyrillic_tells`), at least CYRILLIC_SHARE of its letters. On the PP-OCR
-    readings of benchmarks/guard_detection.py it fires on (validation split, where it was
-    designed) 75 of 157 lines of Russian images, 35 of 45 images, none of 350 English lines;
-    (test split) 224 of 534 lines of Russian images, 113 of 141 images; 0 of 1507 lines of
-    English attack and benign images; 1 line in 1 of 280 photos. Small type is read with few
-    tells per letter: at a share of 0.1 (was) 33 of the 750 Russian validation images of 2,570
-    kept a reading in Latin look-alikes; at 0.05, 11 more of them went to Tesseract (4 more
-    hand-written attacks found, no false alarm added) and 1 more of 861 English ones, no photo."""
+    tells (see `_cyrillic_tells`), at least CYRILLIC_SHARE of its letters. Small type is read with
+    few tells per letter, hence a low share; where it fires on the benchmark's readings (Russian
+    and English images, photos) is in benchmarks/RESULTS.md."""
     tells = _cyrillic_tells(text)
     return tells >= CYRILLIC_TELLS and tells >= CYRILLIC_SHARE * sum(ch.isalpha() for ch in text)
 

@@ -7,13 +7,9 @@ link" sits with other sentences about drives, not with instructions to a model. 
 the same data set and weights as the classifier (hand-written examples 4 : 1). Its logit enters
 the judge's combiner beside the classifier's (`judge.combine`), fitted on validation.
 
-Measured on the validation split of data v6 (recall at 2% false positives, all texts / the
-hand-written slice, 2026-12-05), in a cross-fitted experiment: the classifier alone 0.622 /
-0.366; the tuned model alone 0.469 / 0.369; both stacked 0.617 / 0.421. (The shipped tuned model
-alone: 0.497 on all validation texts; on images, docs/guard.md.) It learns what
-the generated templates do not teach (tool-action directives without meta-words) and adds
-nothing on the generated texts, where the n-grams already do well. Training the top 4 layers
-instead of 2 gave 0.623 / 0.405 at twice the cost.
+It learns what the generated templates do not teach (tool-action directives without
+meta-words), and adds little on generated texts, where the n-grams already do well. Two tuned
+layers, not four: as good on validation at half the cost (figures in benchmarks/RESULTS.md).
 
 Training runs the frozen bottom once and caches its states (fp16); each epoch then runs only the
 top layers. Inference is one ordinary forward of a copy of MiniLM whose top layers are the tuned

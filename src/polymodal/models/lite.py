@@ -10,7 +10,7 @@ side is brought into MiniLM's sentence space in two layers:
    pulls ImageNet's classifier towards a few texture classes (fox squirrel, platypus). They take
    a path of their own:
    - a low-resolution classifier: the final layer of the ImageNet classifier distilled (on the
-     training photos and random crops of them, scripts/train_lite.py) so that on a 32x32
+     training photos and random crops of them, lab/lite/train_lite.py) so that on a 32x32
      thumbnail's features it predicts the class distribution the original classifier gives the
      full-resolution photo. Only the weight moves (W + delta, bias frozen, L2 on delta), so it
      learns "what blur does to the features", not the class frequencies of the training photos;
@@ -22,7 +22,7 @@ side is brought into MiniLM's sentence space in two layers:
    - horizontal-flip averaging of the final embedding (the classifier was trained with flips).
 2. A learned head (LiT-style, both towers locked): a linear map from the 1280-d pooled image
    features into the 384-d text space, trained with the CLIP loss on image-caption pairs
-   (scripts/train_lite.py) on full-size photos and on their thumbnails. The embedding is
+   (lab/lite/train_lite.py) on full-size photos and on their thumbnails. The embedding is
    normalise(e_conse + mix * normalise(head(f))), with `mix` chosen on validation photos and a
    separate `mix_low_res` chosen on their thumbnails.
 
