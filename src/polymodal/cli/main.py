@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_models_export_onnx)
 
-    evaluate = sub.add_parser("eval", help="measure a model on a benchmark: zeroshot, retrieval").add_subparsers(
+    evaluate = sub.add_parser("eval", help="measure a model on a benchmark: zeroshot, retrieval, caption, vqa, pope").add_subparsers(
         dest="verb", metavar="VERB")
     p = evaluate.add_parser("zeroshot", help="zero-shot accuracy on a folder per class (folder names are the labels)")
     p.add_argument("root", metavar="DIR")
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     _add_json(p)
     p.set_defaults(func=cmd_eval_retrieval)
+    from polymodal.cli import evaluate as evaluate_cli
+
+    evaluate_cli.register(evaluate, _add_json)
 
     p = sub.add_parser("demo", help="the main job on generated sample images (index, search, classify), with no download")
     p.add_argument("--out", metavar="DIR", default=None, help="keep the generated sample images here")
